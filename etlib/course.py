@@ -1,0 +1,235 @@
+"""Run the course's numbered notebooks headless, in order, through papermill.
+
+    python -m etlib.course --preset quick            # the README's main command runs this
+    python -m etlib.course --preset smoke --only 00  # one notebook, CI-sized
+    python -m etlib.course --check-stripped          # notebooks are committed without outputs
+
+Every notebook has a cell tagged ``parameters`` (preset, subject, output_dir, device). Notebooks hand
+results to each other through files in ``output_dir``, so each runs alone after its predecessors.
+A notebook reports its headline figures with :func:`record_headline`; the runner gathers them with the
+seconds and status of each notebook into ``output_dir/course_summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from etlib.config import REPO_ROOT, get_preset, outputs_dir, sample_subject_dir
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+SUMMARY_NAME = "course_summary.json"
+
+
+def default_output_dir(preset: str) -> Path:
+    """``outputs/`` for the main (quick) run, ``outputs/<preset>/`` for the others."""
+    return outputs_dir() if preset == "quick" else outputs_dir() / preset
+
+
+def discover(only: list[str] | None = None, notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """The numbered notebooks (``NN_name.ipynb``) in order; ``only`` keeps those whose number is listed."""
+    found = sorted(p for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        wanted = {o.zfill(2) for o in only}
+        unknown = wanted - {p.name[:2] for p in found}
+        if unknown:
+            raise ValueError(
+                f"no notebook numbered {', '.join(sorted(unknown))} in {notebooks_dir}; "
+                f"have {', '.join(p.name[:2] for p in found)}"
+            )
+        found = [p for p in found if p.name[:2] in wanted]
+    return found
+
+
+def _headline_path(output_dir: Path, notebook_id: str) -> Path:
+    return Path(output_dir) / "headlines" / f"{notebook_id}.json"
+
+
+def record_headline(output_dir: str | Path, notebook_id: str, **figures: Any) -> dict[str, Any]:
+    """Called at the end of a notebook: store its headline figures for the course summary."""
+    path = _headline_path(Path(output_dir), notebook_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = json.loads(json.dumps(figures, default=float))  # numpy scalars -> float
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(clean, indent=2))
+    os.replace(tmp, path)
+    return clean
+
+
+def run_course(
+    preset: str = "quick",
+    only: list[str] | None = None,
+    output_dir: Path | None = None,
+    subject: Path | None = None,
+    device: str = "auto",
+    kernel: str = "python3",
+    stop_on_error: bool = False,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+) -> dict[str, Any]:
+    """Execute the notebooks in order and write ``course_summary.json``; returns the summary."""
+    import papermill as pm
+    from tqdm.auto import tqdm
+
+    get_preset(preset)  # fail early on a bad name
+    output_dir = Path(output_dir or default_output_dir(preset)).resolve()
+    subject = Path(subject or sample_subject_dir()).resolve()
+    executed_dir = output_dir / "notebooks"
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    notebooks = discover(only, notebooks_dir)
+    if not notebooks:
+        raise FileNotFoundError(f"no numbered notebooks in {notebooks_dir}")
+
+    summary_path = output_dir / SUMMARY_NAME
+    summary: dict[str, Any] = {"preset": preset, "output_dir": str(output_dir), "subject": str(subject)}
+    if summary_path.exists():  # keep the records of notebooks not run this time (--only)
+        summary = {**json.loads(summary_path.read_text()), **summary}
+    records: dict[str, Any] = summary.get("notebooks", {})
+    params = {"preset": preset, "subject": str(subject), "output_dir": str(output_dir), "device": device}
+    failed = []
+    for nb in tqdm(notebooks, desc=f"course ({preset})", unit="notebook"):
+        nb_id = nb.name[:2]
+        _headline_path(output_dir, nb_id).unlink(missing_ok=True)
+        start = time.perf_counter()
+        record: dict[str, Any] = {"notebook": nb.name, "executed": str(executed_dir / nb.name)}
+        try:
+            pm.execute_notebook(
+                str(nb),
+                str(executed_dir / nb.name),
+                parameters=params,
+                kernel_name=kernel,
+                cwd=str(notebooks_dir),
+                progress_bar=False,
+            )
+            record["status"] = "ok"
+        except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
+            record["status"] = "failed"
+            record["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()[-2000:]
+            failed.append(nb.name)
+        record["seconds"] = round(time.perf_counter() - start, 2)
+        headline = _headline_path(output_dir, nb_id)
+        record["headline"] = json.loads(headline.read_text()) if headline.exists() else {}
+        records[nb_id] = record
+        print(f"[{record['status']:>6}] {nb.name}  {record['seconds']:.1f} s  {record['headline']}", flush=True)
+        summary["notebooks"] = dict(sorted(records.items()))
+        summary["total_seconds"] = round(sum(r["seconds"] for r in records.values()), 2)
+        summary_path.write_text(json.dumps(summary, indent=2))
+        if failed and stop_on_error:
+            break
+    summary["failed"] = failed
+    summary_path.write_text(json.dumps(summary, indent=2))
+    print(f"course summary: {summary_path}  ({len(notebooks) - len(failed)}/{len(notebooks)} notebooks ok)")
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------
+# Notebooks are committed without outputs
+# ------------------------------------------------------------------------------------------------
+
+
+def notebook_has_outputs(path: Path) -> bool:
+    nb = json.loads(Path(path).read_text())
+    return any(
+        cell.get("outputs") or cell.get("execution_count") is not None
+        for cell in nb.get("cells", [])
+        if cell.get("cell_type") == "code"
+    )
+
+
+def strip_outputs(path: Path) -> bool:
+    """Remove outputs and execution counts in place; True when the file changed."""
+    nb = json.loads(Path(path).read_text())
+    changed = False
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code" and (cell.get("outputs") or cell.get("execution_count") is not None):
+            cell["outputs"], cell["execution_count"] = [], None
+            changed = True
+    if changed:
+        Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m etlib.course", description="Run the course notebooks.")
+    parser.add_argument("--preset", default="quick", help="smoke | quick | paper")
+    parser.add_argument("--only", nargs="*", help="notebook numbers to run, e.g. --only 00 02")
+    parser.add_argument("--output-dir", type=Path, help="default: outputs/ (quick) or outputs/<preset>/")
+    parser.add_argument("--subject", type=Path, help="subject folder or video (default: the sample subject)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--strip", action="store_true", help="strip outputs from the committed notebooks")
+    parser.add_argument("--check-stripped", action="store_true", help="fail if a notebook has outputs")
+    args = parser.parse_args(argv)
+    if args.strip or args.check_stripped:
+        paths = discover()
+        if args.strip:
+            for p in paths:
+                if strip_outputs(p):
+                    print(f"stripped {p.name}")
+            return 0
+        dirty = [p.name for p in paths if notebook_has_outputs(p)]
+        if dirty:
+            print("notebooks committed with outputs (run `python -m etlib.course --strip`): " + ", ".join(dirty))
+            return 1
+        print(f"{len(paths)} notebooks, no outputs")
+        return 0
+    summary = run_course(args.preset, args.only, args.output_dir, args.subject, args.device)
+    return 1 if summary["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+# ------------------------------------------------------------------------------------------------
+# What every notebook does first
+# ------------------------------------------------------------------------------------------------
+
+
+class NotebookContext:
+    """Resolved parameters of a notebook run: the preset object, subject, output folder and device.
+
+    Notebooks start with ``ctx = NotebookContext(preset, subject, output_dir, device)`` right after their
+    ``parameters`` cell, so defaults are decided here once rather than in every notebook.
+    """
+
+    def __init__(
+        self,
+        preset: str = "quick",
+        subject: str | Path | None = None,
+        output_dir: str | Path | None = None,
+        device: str = "auto",
+    ) -> None:
+        self.preset = get_preset(preset)
+        self.subject = Path(subject) if subject else sample_subject_dir()
+        self.output_dir = Path(output_dir) if output_dir else default_output_dir(self.preset.name)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.device = self._resolve_device(device)
+
+    @staticmethod
+    def _resolve_device(device: str) -> str:
+        from etlib.backends import cuda_available
+
+        if device == "auto":
+            return "cuda" if cuda_available() else "cpu"
+        if device == "cuda" and not cuda_available():
+            raise ValueError("device='cuda' was asked for but no CUDA device is usable here; use 'auto' or 'cpu'")
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
+        return device
+
+    def path(self, *parts: str) -> Path:
+        """A path under the output folder (parents created)."""
+        p = self.output_dir.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def __repr__(self) -> str:
+        return (
+            f"NotebookContext(preset={self.preset.name!r}, subject={str(self.subject)!r}, "
+            f"output_dir={str(self.output_dir)!r}, device={self.device!r})"
+        )

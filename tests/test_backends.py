@@ -1,0 +1,52 @@
+import subprocess
+import sys
+
+import pytest
+
+from etlib import backends
+
+
+def test_every_component_has_a_choice_with_a_reason():
+    choices = backends.report()
+    assert [c.component for c in choices] == list(backends.COMPONENTS)
+    for c in choices:
+        assert c.implementation and c.reason
+
+
+def test_cpu_machine_gets_the_cpu_rasterizer_and_hash_grid(monkeypatch):
+    monkeypatch.setenv("ETLIB_FORCE_CPU", "1")
+    backends.cuda_available.cache_clear()
+    backends.gsplat_cuda_available.cache_clear()
+    backends.tinycudann_available.cache_clear()
+    try:
+        assert not backends.cuda_available()
+        assert backends.choose("rasterizer").implementation.startswith("etlib")
+        assert not backends.choose("hash_encoder").accelerated
+    finally:
+        backends.cuda_available.cache_clear()
+        backends.gsplat_cuda_available.cache_clear()
+        backends.tinycudann_available.cache_clear()
+
+
+def test_weight_dependent_choice_follows_the_cache(weights_cache):
+    from etlib import weights
+
+    assert not backends.choose("emotion_judge").accelerated  # empty cache: no EmoNet
+    (weights_cache / weights.REGISTRY["emonet_8"].filename).write_bytes(b"not really emonet")
+    # unpinned entry without a first-use record: presence is all that can be checked
+    assert backends.choose("emotion_judge").implementation.startswith("EmoNet")
+
+
+def test_lpips_is_never_replaced():
+    c = backends.choose("lpips")
+    assert c.implementation in ("LPIPS (AlexNet)", "none")
+
+
+def test_unknown_component():
+    with pytest.raises(KeyError, match="rasterizer"):
+        backends.choose("renderer")
+
+
+def test_cli_prints_the_report():
+    out = subprocess.run([sys.executable, "-m", "etlib.backends"], capture_output=True, text=True, check=True)
+    assert "rasterizer" in out.stdout and "emotion_judge" in out.stdout
