@@ -1,0 +1,100 @@
+"""Tri-plane hash encoder H (Sec. 3.2; ER-NeRF [36], TalkingGaussian [37]).
+
+A point ``mu = (x, y, z)`` in ``[-bound, bound]^3`` is projected onto the xy, yz and xz planes; each
+projection is encoded by its own 2-D multiresolution hash grid and the three feature vectors are
+concatenated: ``H(mu) = H_xy(x, y) ⊕ H_yz(y, z) ⊕ H_xz(x, z)``, of size ``3 * n_levels * F``.
+Three 2-D grids collide far less than one 3-D grid of the same memory, which is why ER-NeRF uses them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from etlib.config import HashGridSettings
+from etlib.encoders.hashgrid import make_hash_grid, per_level_scale_for
+
+#: Plane name -> the two coordinates it keeps (TalkingGaussian's ``split_xyz`` order).
+PLANES: dict[str, tuple[int, int]] = {"xy": (0, 1), "yz": (1, 2), "xz": (0, 2)}
+
+
+class TriPlaneEncoder(nn.Module):
+    """``H(mu)``: three 2-D hash grids on the xy, yz and xz planes, features concatenated.
+
+    Args:
+        n_levels, features_per_level, log2_hashmap_size, base_resolution: of every plane's grid.
+        desired_resolution: finest level's resolution; sets ``per_level_scale``.
+        bound: points are expected in ``[-bound, bound]^3`` (TalkingGaussian: 0.15). Points outside
+            are clamped to the box, so a Gaussian that drifts out keeps the border features.
+        backend: ``"auto"`` (tinycudann on CUDA when importable), ``"torch"`` or ``"tcnn"``.
+    """
+
+    def __init__(
+        self,
+        n_levels: int = 12,
+        features_per_level: int = 1,
+        log2_hashmap_size: int = 17,
+        base_resolution: int = 16,
+        desired_resolution: float = 2048,
+        bound: float = 0.15,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if bound <= 0:
+            raise ValueError(f"bound must be positive, got {bound}")
+        self.bound = float(bound)
+        self.per_level_scale = per_level_scale_for(base_resolution, desired_resolution, n_levels)
+        self.planes = nn.ModuleDict(
+            {
+                name: make_hash_grid(
+                    2,
+                    n_levels=n_levels,
+                    n_features_per_level=features_per_level,
+                    log2_hashmap_size=log2_hashmap_size,
+                    base_resolution=base_resolution,
+                    per_level_scale=self.per_level_scale,
+                    backend=backend,
+                )
+                for name in PLANES
+            }
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: HashGridSettings | None = None,
+        region: Literal["face", "mouth"] = "face",
+        backend: str = "auto",
+    ) -> TriPlaneEncoder:
+        """The encoder of a region (``H_F``/``H_E``: ``"face"``, ``H_M``: ``"mouth"``) from a preset's settings."""
+        s = settings or HashGridSettings()
+        if region not in ("face", "mouth"):
+            raise ValueError(f"region must be 'face' or 'mouth', got {region!r}")
+        base = s.base_resolution_face if region == "face" else s.base_resolution_mouth
+        return cls(
+            n_levels=s.n_levels,
+            features_per_level=s.features_per_level,
+            log2_hashmap_size=s.log2_hashmap_size,
+            base_resolution=base,
+            desired_resolution=s.desired_resolution,
+            bound=s.bound,
+            backend=backend,
+        )
+
+    @property
+    def n_output_dims(self) -> int:
+        return sum(grid.n_output_dims for grid in self.planes.values())
+
+    def normalize(self, xyz: torch.Tensor) -> torch.Tensor:
+        """Map ``[-bound, bound]^3`` to ``[0, 1]^3`` (clamped)."""
+        return ((xyz + self.bound) / (2 * self.bound)).clamp(0.0, 1.0)
+
+    def forward(self, xyz: torch.Tensor) -> torch.Tensor:
+        """Encode ``(N, 3)`` positions into ``(N, 3 * n_levels * F)`` features, planes in xy, yz, xz order."""
+        if xyz.ndim != 2 or xyz.shape[1] != 3:
+            raise ValueError(f"expected positions of shape (N, 3), got {tuple(xyz.shape)}")
+        unit = self.normalize(xyz)
+        feats = [grid(unit[:, list(PLANES[name])]) for name, grid in self.planes.items()]
+        return torch.cat(feats, dim=-1)

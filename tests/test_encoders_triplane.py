@@ -1,0 +1,80 @@
+"""Tri-plane hash encoder H (Sec. 3.2): plane projections, bounds, sizes and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from etlib.config import PRESETS, HashGridSettings
+from etlib.encoders import HashGrid, TriPlaneEncoder
+
+
+def small_encoder(**kwargs) -> TriPlaneEncoder:
+    args = dict(n_levels=4, features_per_level=2, log2_hashmap_size=10, base_resolution=8, desired_resolution=64)
+    args.update(kwargs)
+    return TriPlaneEncoder(backend="torch", **args)
+
+
+def test_output_size_and_plane_order():
+    torch.manual_seed(0)
+    enc = small_encoder()
+    assert enc.n_output_dims == 3 * 4 * 2
+    xyz = (torch.rand(100, 3) - 0.5) * 0.3
+    out = enc(xyz)
+    assert out.shape == (100, 24)
+    unit = (xyz + 0.15) / 0.3
+    torch.testing.assert_close(out[:, :8], enc.planes["xy"](unit[:, [0, 1]]))
+    torch.testing.assert_close(out[:, 8:16], enc.planes["yz"](unit[:, [1, 2]]))
+    torch.testing.assert_close(out[:, 16:], enc.planes["xz"](unit[:, [0, 2]]))
+
+
+def test_each_plane_ignores_its_missing_axis():
+    torch.manual_seed(1)
+    enc = small_encoder()
+    with torch.no_grad():
+        for grid in enc.planes.values():
+            grid.params.normal_()
+    xyz = (torch.rand(50, 3) - 0.5) * 0.3
+    moved = xyz.clone()
+    moved[:, 2] = -moved[:, 2]  # change z only
+    a, b = enc(xyz), enc(moved)
+    torch.testing.assert_close(a[:, :8], b[:, :8])  # xy plane unchanged
+    assert not torch.allclose(a[:, 8:], b[:, 8:])  # yz and xz see z
+
+
+def test_bounds_map_to_the_unit_square_and_clamp():
+    enc = small_encoder(bound=0.2)
+    pts = torch.tensor([[-0.2, 0.0, 0.2], [-1.0, 0.5, 0.1]])
+    torch.testing.assert_close(enc.normalize(pts), torch.tensor([[0.0, 0.5, 1.0], [0.0, 1.0, 0.75]]))
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        enc(torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="bound"):
+        small_encoder(bound=0.0)
+
+
+def test_gradients_reach_all_planes_and_positions():
+    torch.manual_seed(2)
+    enc = small_encoder()
+    xyz = ((torch.rand(200, 3) - 0.5) * 0.25).requires_grad_(True)
+    (enc(xyz) ** 2).sum().backward()
+    for name, grid in enc.planes.items():
+        assert grid.params.grad is not None and grid.params.grad.abs().sum() > 0, name
+    assert xyz.grad.abs().sum() > 0
+
+
+def test_settings_give_talkinggaussian_resolutions():
+    settings = HashGridSettings()
+    face = TriPlaneEncoder.from_settings(settings, "face", backend="torch")
+    mouth = TriPlaneEncoder.from_settings(settings, "mouth", backend="torch")
+    assert face.n_output_dims == mouth.n_output_dims == 3 * 12 * 1
+    for enc, base in ((face, 16), (mouth, 64)):
+        grid = enc.planes["xy"]
+        assert isinstance(grid, HashGrid)
+        assert grid.layouts[0].resolution == base
+        assert grid.layouts[-1].resolution == 2048  # desired resolution reached at the last level
+        assert grid.layouts[-1].n_entries == 2**17
+        assert enc.bound == 0.15
+    smoke = TriPlaneEncoder.from_settings(PRESETS["smoke"].hash_grid, "face", backend="torch")
+    assert smoke.n_output_dims == 3 * 4
+    with pytest.raises(ValueError, match="region"):
+        TriPlaneEncoder.from_settings(settings, "eyes")
