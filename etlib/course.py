@@ -51,6 +51,23 @@ def _headline_path(output_dir: Path, notebook_id: str) -> Path:
     return Path(output_dir) / "headlines" / f"{notebook_id}.json"
 
 
+def ensure_sample_subject(out: Path, small: bool = False) -> Path:
+    """Build the sample subject into ``out`` unless it is there (``data_scripts/make_sample_subject.py``).
+
+    ``small`` makes the CI-sized one (256 px, 4 s talking, 3 s emotion); the full one is 512 px, 48 s.
+    """
+    import subprocess
+
+    if (Path(out) / "sample_subject.json").exists():
+        return Path(out)
+    script = REPO_ROOT / "data_scripts" / "make_sample_subject.py"
+    cmd = [sys.executable, str(script), "--out", str(out)]
+    if small:
+        cmd += ["--size", "256", "--seconds", "4", "--emotion-seconds", "3"]
+    subprocess.run(cmd, check=True)
+    return Path(out)
+
+
 def record_headline(output_dir: str | Path, notebook_id: str, **figures: Any) -> dict[str, Any]:
     """Called at the end of a notebook: store its headline figures for the course summary."""
     path = _headline_path(Path(output_dir), notebook_id)
@@ -78,7 +95,7 @@ def run_course(
 
     get_preset(preset)  # fail early on a bad name
     output_dir = Path(output_dir or default_output_dir(preset)).resolve()
-    subject = Path(subject or sample_subject_dir()).resolve()
+    subject = Path(subject).resolve() if subject else None
     executed_dir = output_dir / "notebooks"
     executed_dir.mkdir(parents=True, exist_ok=True)
     notebooks = discover(only, notebooks_dir)
@@ -86,11 +103,16 @@ def run_course(
         raise FileNotFoundError(f"no numbered notebooks in {notebooks_dir}")
 
     summary_path = output_dir / SUMMARY_NAME
-    summary: dict[str, Any] = {"preset": preset, "output_dir": str(output_dir), "subject": str(subject)}
+    summary: dict[str, Any] = {"preset": preset, "output_dir": str(output_dir), "subject": str(subject or "sample")}
     if summary_path.exists():  # keep the records of notebooks not run this time (--only)
         summary = {**json.loads(summary_path.read_text()), **summary}
     records: dict[str, Any] = summary.get("notebooks", {})
-    params = {"preset": preset, "subject": str(subject), "output_dir": str(output_dir), "device": device}
+    params = {
+        "preset": preset,
+        "subject": str(subject) if subject else None,
+        "output_dir": str(output_dir),
+        "device": device,
+    }
     failed = []
     for nb in tqdm(notebooks, desc=f"course ({preset})", unit="notebook"):
         nb_id = nb.name[:2]
@@ -205,10 +227,35 @@ class NotebookContext:
         device: str = "auto",
     ) -> None:
         self.preset = get_preset(preset)
-        self.subject = Path(subject) if subject else sample_subject_dir()
         self.output_dir = Path(output_dir) if output_dir else default_output_dir(self.preset.name)
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.subject = Path(subject) if subject else None
         self.device = self._resolve_device(device)
+
+    # -- the subject ------------------------------------------------------------------------------
+    @property
+    def sample_dir(self) -> Path:
+        """The embedded sample subject's videos: full size for quick/paper, a short small one for smoke."""
+        return self.output_dir / "sample_subject" if self.preset.name == "smoke" else sample_subject_dir()
+
+    def source_video(self) -> Path:
+        """The talking-head video the course trains on: ``subject`` when it is a video, else the sample
+        subject's ``talking.mp4`` (built on first use)."""
+        if self.subject is not None and self.subject.is_file():
+            return self.subject
+        if self.subject is not None and (self.subject / "sample_subject.json").exists():
+            return self.subject / "talking.mp4"
+        if self.subject is not None and not (self.subject / "meta.json").exists():
+            raise FileNotFoundError(f"subject {self.subject} is neither a video nor a processed subject folder")
+        ensure_sample_subject(self.sample_dir, small=self.preset.name == "smoke")
+        return self.sample_dir / "talking.mp4"
+
+    @property
+    def subject_dir(self) -> Path:
+        """The processed subject folder: ``subject`` when it already is one, else ``output_dir/subject``."""
+        if self.subject is not None and (self.subject / "meta.json").exists():
+            return self.subject
+        return self.output_dir / "subject"
 
     @staticmethod
     def _resolve_device(device: str) -> str:
@@ -232,4 +279,23 @@ class NotebookContext:
         return (
             f"NotebookContext(preset={self.preset.name!r}, subject={str(self.subject)!r}, "
             f"output_dir={str(self.output_dir)!r}, device={self.device!r})"
+        )
+
+    # -- training ------------------------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        """The training run the notebooks 06-11 share."""
+        return self.output_dir / "run"
+
+    def trainer(self, ablation: str = "full", run_dir: Path | None = None):
+        """The course's :class:`~etlib.train.Trainer` (resumes what earlier notebooks trained)."""
+        from etlib.emoface.targets import make_emotion_targets
+        from etlib.train import Trainer
+
+        return Trainer(
+            self.subject_dir,
+            run_dir or self.run_dir,
+            self.preset,
+            ablation=ablation,
+            emotion_targets=make_emotion_targets(),
         )

@@ -1,0 +1,101 @@
+"""The loss terms of the paper's stages (Eqs. 10-17, S11-S16): L1, D-SSIM, LPIPS, normal L1, TV, ||dn||.
+
+Images are (H, W, 3) or (B, H, W, 3) float tensors in [0, 1] (the rasterizer's layout).
+LPIPS needs its AlexNet backbone weights; without them :class:`LPIPSLoss` is *unavailable* and the
+stages drop the term and say so (never replaced by another loss under its name).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _bchw(img: Tensor) -> Tensor:
+    if img.dim() == 3:
+        img = img[None]
+    if img.dim() != 4 or img.shape[-1] not in (1, 3):
+        raise ValueError(f"expected (H, W, C) or (B, H, W, C) images, got {tuple(img.shape)}")
+    return img.permute(0, 3, 1, 2)
+
+
+def l1(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean absolute error."""
+    return (pred - target).abs().mean()
+
+
+def ssim(pred: Tensor, target: Tensor, window: int = 11) -> Tensor:
+    """SSIM (Wang et al. 2004) of [0, 1] images, from pytorch-msssim (Gaussian window 11, sigma 1.5)."""
+    from pytorch_msssim import ssim as _ssim
+
+    p, t = _bchw(pred), _bchw(target)
+    if min(p.shape[-2:]) < window:
+        raise ValueError(f"images of {tuple(p.shape[-2:])} px are smaller than the SSIM window ({window})")
+    return _ssim(p, t, data_range=1.0, size_average=True, win_size=window)
+
+
+def d_ssim(pred: Tensor, target: Tensor) -> Tensor:
+    """The D-SSIM term of Eq. 10: ``1 - SSIM``."""
+    return 1.0 - ssim(pred, target)
+
+
+def normal_l1(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """L1 between rendered and target normal maps (Eqs. 11, 14, 17), over ``mask`` pixels when given."""
+    diff = (pred - target).abs().sum(-1)
+    if mask is None:
+        return diff.mean() / 3
+    mask = mask.reshape(diff.shape).to(diff.dtype)
+    return (diff * mask).sum() / (3 * mask.sum().clamp(min=1.0))
+
+
+def total_variation(img: Tensor) -> Tensor:
+    """L_tv: mean absolute difference of neighbouring pixels (spatial smoothness of normal maps)."""
+    x = _bchw(img)
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
+def residual_norm(dn: Tensor) -> Tensor:
+    """``||dn||_2^2`` of Eq. 11, averaged over Gaussians so its weight does not depend on their number."""
+    return (dn**2).sum(-1).mean()
+
+
+class LPIPSLoss(torch.nn.Module):
+    """LPIPS (Zhang et al. 2018) with the AlexNet backbone, when the ``lpips`` package, torchvision and the
+    weights (``lpips_alexnet``, ``lpips_alex_linear`` in the etlib cache) are all present.
+
+    ``available`` says whether it runs; ``reason`` why not. Calling an unavailable loss raises.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        from etlib.backends import choose
+
+        choice = choose("lpips")
+        self.available, self.reason, self._net = choice.available, choice.reason, None
+        if self.available:
+            import lpips
+
+            from etlib import weights
+
+            # A random backbone (no torchvision download), then our verified AlexNet features: lpips keeps
+            # torchvision's layer indices inside its slices (slice1.0 = features.0, slice2.3 = features.3 ...).
+            net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+            backbone = torch.load(weights.ensure("lpips_alexnet"), map_location="cpu")
+            mapped = {
+                f"{slice_name}.{idx}.{kind}": backbone[f"features.{idx}.{kind}"]
+                for slice_name, block in net.net.named_children()
+                for idx, _ in block.named_children()
+                for kind in ("weight", "bias")
+                if f"features.{idx}.{kind}" in backbone
+            }
+            missing = net.net.load_state_dict(mapped, strict=False).missing_keys
+            if missing:
+                raise RuntimeError(f"AlexNet weights do not fit lpips' backbone: missing {missing}")
+            heads = torch.load(weights.ensure("lpips_alex_linear"), map_location="cpu")
+            net.load_state_dict(heads, strict=False)
+            self._net = net.eval().requires_grad_(False)
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        if not self.available:
+            raise RuntimeError(f"LPIPS is unavailable here: {self.reason}")
+        return self._net(_bchw(pred) * 2 - 1, _bchw(target) * 2 - 1).mean()

@@ -1,0 +1,88 @@
+"""Face, inside-mouth and teeth masks, and the per-frame background (paper Sec. S4.2, Fig. S5-S6).
+
+The paper parses faces with BiSeNet [68] (a coarse face/mouth mask) and refines it with a teeth parser [37]:
+teeth move to the inside-mouth region, so the face branch never has to draw them. The offline
+counterpart keeps that logic with landmark polygons instead of a parser:
+
+* face: the jaw line closed over the template's forehead, minus the inside of the mouth;
+* mouth ("green" region of Fig. S5): the inner-lip polygon, teeth included;
+* teeth: bright, unsaturated pixels inside the inner lips (colour segmentation);
+* head = face + mouth: what the Gaussians model; bg/ holds each frame with the head inpainted, which
+  is C_background of Eq. S9 for that frame; background.png is a static plate; "background" marks pixels
+  that match the plate, "torso" the rest of the person (hair, neck, shoulders).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from etlib.preprocess.template import INNER_LIPS, JAW
+
+
+def _poly_mask(points: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    mask = np.zeros((size, size), np.uint8)
+    if len(points) >= 3:
+        cv2.fillPoly(mask, [np.round(points * 16).astype(np.int32)], 255, lineType=cv2.LINE_8, shift=4)
+    return mask > 0
+
+
+def face_polygon(landmarks: np.ndarray, forehead: np.ndarray) -> np.ndarray:
+    """Jaw 0..16 then the forehead arc back from the left temple to the right one."""
+    return np.concatenate([landmarks[JAW], forehead[::-1]], axis=0)
+
+
+def teeth_from_colour(image: np.ndarray, mouth: np.ndarray) -> np.ndarray:
+    """Teeth inside the mouth: brighter than most of the mouth and nearly grey.
+
+    The thresholds adapt to the frame: brightness above the mouth's 60th percentile and above 0.45, and
+    saturation below 0.35 (teeth are off-white; tongue and lips are saturated red, the throat dark).
+    """
+    import cv2
+
+    if not mouth.any():
+        return np.zeros_like(mouth)
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.float32) / [180.0, 255.0, 255.0]
+    v, s = hsv[..., 2], hsv[..., 1]
+    v_thr = max(0.45, float(np.percentile(v[mouth], 60)))
+    teeth = mouth & (v >= v_thr) & (s <= 0.35)
+    # Lone speckles are highlights on the tongue or lips, not teeth.
+    teeth = cv2.morphologyEx(teeth.astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)) > 0
+    return teeth & mouth
+
+
+def frame_masks(image: np.ndarray, landmarks: np.ndarray, forehead: np.ndarray) -> dict[str, np.ndarray]:
+    """Face, mouth, teeth and head masks of one frame (booleans, image size)."""
+    size = image.shape[0]
+    mouth = _poly_mask(landmarks[INNER_LIPS], size)
+    face = _poly_mask(face_polygon(landmarks, forehead), size) & ~mouth
+    teeth = teeth_from_colour(image, mouth)
+    return {"face": face, "mouth": mouth, "teeth": teeth, "head": face | mouth}
+
+
+def inpaint_head(image: np.ndarray, head: np.ndarray, dilate_frac: float = 0.03) -> np.ndarray:
+    """The frame with the head removed and filled from its surroundings (Telea inpainting)."""
+    import cv2
+
+    k = max(3, int(round(dilate_frac * image.shape[0])) | 1)
+    region = cv2.dilate(head.astype(np.uint8) * 255, np.ones((k, k), np.uint8))
+    return cv2.inpaint(image, region, 3, cv2.INPAINT_TELEA)
+
+
+def background_and_torso(
+    image: np.ndarray, head: np.ndarray, plate: np.ndarray, threshold: int = 24
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split the non-head pixels into background (matches the static plate) and torso (the rest)."""
+    import cv2
+
+    diff = np.abs(image.astype(np.int16) - plate.astype(np.int16)).max(axis=-1)
+    background = (diff < threshold) & ~head
+    background = cv2.morphologyEx(background.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+    return background, ~background & ~head
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (1.0 when both are empty)."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0

@@ -1,0 +1,149 @@
+"""Render a talking-head video for any speech and any valence/arousal path, with the sound muxed in.
+
+    python -m etlib.render --run RUN --audio speech.wav --va circle --out head.mp4
+    python -m etlib.render --run RUN --text "We can meet at the cafe." --va 0.74,0.31 --out happy.mp4
+
+Poses and backgrounds loop over the training frames (as TalkingGaussian does for novel audio); the mouth
+follows the new audio's features, the eyes the frames' action units, the emotion the valence/arousal path:
+a constant, keyframes ``"t0:v,a;t1:v,a"`` (seconds, linearly interpolated), or ``circle`` (the 360 degree
+sweep of radius 0.8 of the paper's supplementary video).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+FPS = 25.0
+SAMPLE_RATE = 16000
+
+VAPath = Callable[[float], tuple[float, float]]
+
+
+def constant_va(valence: float, arousal: float) -> VAPath:
+    return lambda t: (valence, arousal)
+
+
+def keyframe_va(keys: list[tuple[float, float, float]]) -> VAPath:
+    """``[(t_seconds, valence, arousal), ...]`` linearly interpolated, held before the first and after the last."""
+    if not keys:
+        raise ValueError("give at least one (time, valence, arousal) keyframe")
+    ts, vs, as_ = (np.array(col, dtype=np.float64) for col in zip(*sorted(keys)))
+    return lambda t: (float(np.interp(t, ts, vs)), float(np.interp(t, ts, as_)))
+
+
+def circle_va(radius: float = 0.8, period_s: float = 8.0, start_deg: float = 0.0) -> VAPath:
+    """Once around the valence/arousal circle every ``period_s`` seconds (valence = r cos, arousal = r sin)."""
+
+    def va(t: float) -> tuple[float, float]:
+        angle = np.radians(start_deg) + 2 * np.pi * t / period_s
+        return float(radius * np.cos(angle)), float(radius * np.sin(angle))
+
+    return va
+
+
+def parse_va(spec: str) -> VAPath:
+    """``"circle"``, ``"v,a"`` or ``"t0:v,a;t1:v,a"``."""
+    spec = spec.strip()
+    if spec == "circle":
+        return circle_va()
+    try:
+        if ":" in spec:
+            keys = []
+            for part in spec.split(";"):
+                t, va = part.split(":")
+                v, a = va.split(",")
+                keys.append((float(t), float(v), float(a)))
+            return keyframe_va(keys)
+        v, a = spec.split(",")
+        return constant_va(float(v), float(a))
+    except ValueError:
+        raise ValueError(
+            f"cannot read the valence/arousal path {spec!r}: use 'circle', 'v,a' or 't0:v,a;t1:v,a'"
+        ) from None
+
+
+def render_frames(model, data, audio: np.ndarray, va_path: VAPath, progress: bool = True, emotion: bool = True):
+    """Yield (H, W, 3) uint8 frames driven by 16 kHz ``audio`` and ``va_path``."""
+    from etlib.audio.features import per_frame_features
+
+    feats = per_frame_features(audio, SAMPLE_RATE, FPS)
+    ids = data.train_ids
+    model.eval()
+    for t in tqdm(range(len(feats)), desc="render", unit="frame", disable=not progress):
+        i = ids[t % len(ids)]
+        v, a = va_path(t / FPS)
+        cond = data.condition(i, va=np.array([v, a], np.float32), audio=feats, audio_index=t)
+        background = torch.from_numpy(data.subject.read_bg(i).astype(np.float32) / 255.0)
+        with torch.no_grad():
+            image = model(data.camera(i), cond, background, emotion=emotion).image
+        yield (image.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+
+
+def render_video(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    audio: str | Path | np.ndarray | None = None,
+    text: str | None = None,
+    va: str | VAPath = "0,0",
+    side_by_side: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write an mp4 (H.264 + AAC) of the trained head saying ``audio`` (a file or 16 kHz samples) or
+    ``text`` (through TTS), along the valence/arousal path ``va``. ``side_by_side`` puts the training
+    frames the poses come from on the left."""
+    from etlib.io import read_audio, write_video
+    from etlib.train import load_model
+    from etlib.train.data import SubjectFrames
+
+    if (audio is None) == (text is None):
+        raise ValueError("give exactly one of audio= (a file or samples) or text=")
+    if text is not None:
+        from etlib.audio.tts import synthesize
+
+        samples = synthesize(text, sr=SAMPLE_RATE)
+    elif isinstance(audio, np.ndarray):
+        samples = audio.astype(np.float32)
+    else:
+        samples = read_audio(audio, sr=SAMPLE_RATE)
+    import json
+
+    state = json.loads((Path(run_dir) / "state.json").read_text())
+    model = load_model(run_dir)
+    data = SubjectFrames(state["subject"], model.config["audio_frames"])
+    path = va if callable(va) else parse_va(va)
+    frames = render_frames(model, data, samples, path, progress)
+    if side_by_side:
+        ids = data.train_ids
+        frames = (np.concatenate([data.subject.read_frame(ids[t % len(ids)]), f], axis=1) for t, f in enumerate(frames))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_video(frames, out, FPS, audio=samples, sr=SAMPLE_RATE)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m etlib.render", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, help="a training run folder (etlib.train)")
+    parser.add_argument("--out", required=True, help="the mp4 to write")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--audio", help="a speech file (any format ffmpeg reads)")
+    src.add_argument("--text", help="text to speak (TTS)")
+    parser.add_argument("--va", default="0,0", help="'v,a', 't0:v,a;t1:v,a' or 'circle'")
+    parser.add_argument("--side-by-side", action="store_true")
+    args = parser.parse_args(argv)
+    print(
+        render_video(args.run, args.out, audio=args.audio, text=args.text, va=args.va, side_by_side=args.side_by_side)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""The EmoTalkingGaussian model: two persistent Gaussian fields and three manipulation networks (Fig. 3).
+
+* inside-mouth Gaussians theta^M_C, deformed by f_M (Eq. 3): theta^M = theta^M_C + delta^m;
+* face Gaussians theta^F_C (with the normal residual dn), deformed by f_F (Eq. 4): theta^F = theta^F_C +
+  delta^u, then by f_E (Eq. 5): theta^E = theta^F + delta^e;
+* the frame is composed from the mouth layer, the face layer and a given background (Eqs. S9-S10).
+
+Which networks act is chosen per call, so the training stages (Sec. 3.4, S4.3) can render the canonical
+fields alone, the face without emotion, and so on. :class:`Ablation` builds the variants of Table 4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from etlib.config import HashGridSettings
+from etlib.gaussians import Camera, RenderOutput, gaussian_normals, rasterize
+from etlib.gaussians.model import GaussianSet
+from etlib.talking.branches import EmotionBranch, FaceBranch, MouthBranch
+from etlib.talking.composition import composite
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """The model variants of Table 4 (all True/False: the full model)."""
+
+    emotion_branch: bool = True  # False: "Ours w/o emo. b."
+    combined_face_branch: bool = False  # True: "Combined face b." (f_F takes valence/arousal; no f_E)
+    normal_loss: bool = True  # False: "Ours w/o L_normal"
+    sync_loss: bool = True  # False: "Ours w/o L_sync"
+
+    NAMES = ("full", "no_emotion_branch", "combined_face_branch", "no_normal_loss", "no_sync_loss")
+
+    @classmethod
+    def from_name(cls, name: str) -> Ablation:
+        variants = {
+            "full": cls(),
+            "no_emotion_branch": cls(emotion_branch=False),
+            "combined_face_branch": cls(emotion_branch=False, combined_face_branch=True),
+            "no_normal_loss": cls(normal_loss=False),
+            "no_sync_loss": cls(sync_loss=False),
+        }
+        if name not in variants:
+            raise ValueError(f"unknown ablation {name!r}; choose one of {', '.join(variants)}")
+        return variants[name]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FrameCondition:
+    """What drives one frame: the audio feature window a, upper-face AUs u, valence/arousal e."""
+
+    audio: Tensor  # (T, C, W) window of per-frame audio features
+    au: Tensor  # (au_dim,)
+    va: Tensor  # (2,)
+
+
+@dataclass
+class Layer:
+    """Activated Gaussian parameters of one layer, ready to rasterize."""
+
+    means: Tensor
+    quats: Tensor
+    scales: Tensor
+    opacities: Tensor
+    sh: Tensor
+    dn: Tensor | None = None
+    attention: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class FrameRender:
+    image: Tensor  # (H, W, 3) Eq. S10
+    face: RenderOutput
+    mouth: RenderOutput
+    mouth_background: Tensor  # (H, W, 3) Eq. S9
+
+
+def _deform(g: GaussianSet, d_xyz: Tensor, d_scale: Tensor | None, d_rot: Tensor | None) -> Layer:
+    """theta = theta_C + delta: offsets add to positions, log-scales and raw quaternions (TalkingGaussian)."""
+    p = g.params
+    log_scales = p["scales"] if d_scale is None else p["scales"] + d_scale
+    quats = p["quats"] if d_rot is None else p["quats"] + d_rot
+    return Layer(
+        means=p["means"] + d_xyz,
+        quats=quats / quats.norm(dim=-1, keepdim=True).clamp(min=1e-8),
+        scales=torch.exp(log_scales),
+        opacities=g.opacities,
+        sh=g.sh,
+        dn=p["dn"],
+    )
+
+
+def _canonical(g: GaussianSet) -> Layer:
+    return Layer(g.means, g.quats, g.scales, g.opacities, g.sh, g.params["dn"])
+
+
+class EmoTalkingGaussian(nn.Module):
+    """theta^M_C, theta^F_C, f_M, f_F and (unless ablated) f_E.
+
+    Args:
+        mouth, face: the canonical Gaussian fields.
+        audio_in_dim, audio_window, audio_frames: the audio input is a (audio_frames, audio_in_dim,
+            audio_window) window of per-frame features.
+        au_dim: number of upper-face action units.
+        hash_grid: tri-plane settings of the preset.
+        ablation: the Table 4 variant.
+    """
+
+    def __init__(
+        self,
+        mouth: GaussianSet,
+        face: GaussianSet,
+        *,
+        audio_in_dim: int,
+        audio_window: int,
+        audio_frames: int = 8,
+        au_dim: int = 7,
+        hash_grid: HashGridSettings | None = None,
+        ablation: Ablation | None = None,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.ablation = ablation or Ablation()
+        self.mouth = mouth
+        self.face = face
+        kw = dict(audio_window=audio_window, audio_frames=audio_frames, hash_grid=hash_grid, backend=backend)
+        self.f_M = MouthBranch(audio_in_dim, **kw)
+        self.f_F = FaceBranch(audio_in_dim, au_dim, with_emotion=self.ablation.combined_face_branch, **kw)
+        self.f_E = (
+            EmotionBranch(hash_grid=hash_grid, backend=backend)
+            if self.ablation.emotion_branch and not self.ablation.combined_face_branch
+            else None
+        )
+        self.config = {
+            "audio_in_dim": audio_in_dim,
+            "audio_window": audio_window,
+            "audio_frames": audio_frames,
+            "au_dim": au_dim,
+            "ablation": self.ablation.to_dict(),
+        }
+
+    # -- layers ---------------------------------------------------------------------------------
+    def mouth_layer(self, cond: FrameCondition | None, deform: bool = True) -> Layer:
+        """theta^M (Eq. 3), or theta^M_C when ``deform`` is False."""
+        if not deform:
+            return _canonical(self.mouth)
+        d = self.f_M(self.mouth.means, cond.audio)
+        return _deform(self.mouth, d.d_xyz, None, None)
+
+    def face_layer(self, cond: FrameCondition | None, deform: bool = True, emotion: bool = True) -> Layer:
+        """theta^E (Eqs. 4-5), theta^F (``emotion=False``) or theta^F_C (``deform=False``)."""
+        if not deform:
+            return _canonical(self.face)
+        mu = self.face.means
+        va = cond.va if self.ablation.combined_face_branch else None
+        d_u = self.f_F(mu, cond.audio, cond.au, va)
+        attention = dict(d_u.attention)
+        d_xyz, d_scale, d_rot = d_u.d_xyz, d_u.d_scale, d_u.d_rotation
+        if emotion and self.f_E is not None:
+            d_e = self.f_E(mu, d_u.d_xyz, cond.va)
+            d_xyz, d_scale, d_rot = d_xyz + d_e.d_xyz, d_scale + d_e.d_scale, d_rot + d_e.d_rotation
+            attention.update(d_e.attention)
+        layer = _deform(self.face, d_xyz, d_scale, d_rot)
+        layer.attention = attention
+        return layer
+
+    # -- rendering ------------------------------------------------------------------------------
+    @staticmethod
+    def render_layer(
+        layer: Layer,
+        camera: Camera,
+        *,
+        normals: bool = False,
+        features: Tensor | None = None,
+        background: Tensor | float | None = None,
+        backend: str = "auto",
+    ) -> RenderOutput:
+        n = None
+        if normals:
+            n = gaussian_normals(layer.means, layer.quats, layer.scales, camera.viewmat.to(layer.means), layer.dn)[0]
+        degree = int(round(layer.sh.shape[1] ** 0.5)) - 1
+        return rasterize(
+            layer.means, layer.quats, layer.scales, layer.opacities, layer.sh, camera,
+            normals=n, features=features, sh_degree=degree, background=background, backend=backend,
+        )  # fmt: skip
+
+    def forward(
+        self,
+        camera: Camera,
+        cond: FrameCondition,
+        background: Tensor,
+        *,
+        deform_mouth: bool = True,
+        deform_face: bool = True,
+        emotion: bool = True,
+        normals: bool = False,
+        attention_maps: bool = False,
+    ) -> FrameRender:
+        """Render a frame (Eq. S10) over ``background`` (H, W, 3)."""
+        mouth = self.render_layer(self.mouth_layer(cond, deform_mouth), camera)
+        face_layer = self.face_layer(cond, deform_face, emotion)
+        feats = None
+        if attention_maps and face_layer.attention:
+            feats = torch.cat([a.abs().mean(-1, keepdim=True) for a in face_layer.attention.values()], -1)
+        face = self.render_layer(face_layer, camera, normals=normals, features=feats)
+        out = composite(face.color, face.alpha, mouth.color, mouth.alpha, background)
+        return FrameRender(out.image, face, mouth, out.mouth_background)
+
+    def network_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Hash-encoder and MLP parameters of each network (their learning rates differ, Sec. S1)."""
+        groups = {}
+        for name in ("f_M", "f_F", "f_E"):
+            net = getattr(self, name)
+            if net is None:
+                continue
+            hash_params = list(net.encoder.parameters())
+            ids = {id(p) for p in hash_params}
+            groups[name] = {"hash": hash_params, "other": [p for p in net.parameters() if id(p) not in ids]}
+        return groups

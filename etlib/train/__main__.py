@@ -1,0 +1,44 @@
+"""python -m etlib.train --subject DIR --preset quick --out RUN [--stages ...] [--ablation full]"""
+
+import argparse
+import json
+import sys
+
+from etlib.talking.model import Ablation
+from etlib.train.stages import STAGE_NAMES
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m etlib.train", description=__doc__)
+    parser.add_argument("--subject", required=True, help="a processed subject folder (etlib.preprocess)")
+    parser.add_argument("--out", required=True, help="the run folder (resumed when it exists)")
+    parser.add_argument("--preset", default="quick", help="smoke | quick | paper")
+    parser.add_argument("--stages", nargs="*", choices=STAGE_NAMES, help="run only these stages")
+    parser.add_argument("--ablation", default="full", choices=Ablation.NAMES, help="a Table 4 variant")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-eval", action="store_true", help="skip the test-split metrics at the end")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+
+    from etlib.train.evaluate import evaluate_run
+    from etlib.train.trainer import Trainer, default_emotion_targets
+
+    trainer = Trainer(
+        args.subject,
+        args.out,
+        args.preset,
+        ablation=args.ablation,
+        seed=args.seed,
+        progress=not args.quiet,
+        emotion_targets=default_emotion_targets(),
+        sync_loss=None,
+    )
+    state = trainer.run(args.stages)
+    if not args.no_eval and state["completed"] and state["completed"][-1] == STAGE_NAMES[-1]:
+        metrics = evaluate_run(trainer)
+        print(json.dumps(metrics, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Training frames of a processed subject, as tensors (read lazily: nothing holds the whole video).
+
+A sample carries what the stages compare against (Fig. S6): the frame I, its face and inside-mouth
+masks, the masked images I^F_mask and I^M_mask, the masked normal map N^F_mask, the per-frame
+background C_background (the frame with the head inpainted), the camera, and the conditions a, u, e.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from etlib.gaussians import Camera
+from etlib.preprocess.action_units import UPPER_FACE_AUS
+from etlib.preprocess.subject import SubjectDir
+from etlib.talking.model import FrameCondition
+
+#: Per-frame audio features (etlib.audio.features.per_frame_features) are 16 mel bands x 4 time bins.
+AUDIO_BANDS, AUDIO_BINS = 16, 4
+
+
+@dataclass
+class Sample:
+    index: int
+    image: Tensor  # (H, W, 3) in [0, 1]
+    face_mask: Tensor  # (H, W, 1)
+    mouth_mask: Tensor  # (H, W, 1)
+    normal: Tensor  # (H, W, 3) template normals, zero outside the face
+    background: Tensor  # (H, W, 3)
+    camera: Camera
+    cond: FrameCondition
+    landmarks: Tensor  # (68, 2)
+
+
+class SubjectFrames:
+    """Random access to a subject's frames and conditions.
+
+    Args:
+        subject: a processed subject folder.
+        audio_frames: frames in the audio window of the region attention (Sec. 3.2: 8).
+    """
+
+    def __init__(self, subject: SubjectDir | str, audio_frames: int = 8) -> None:
+        self.subject = subject if isinstance(subject, SubjectDir) else SubjectDir(subject)
+        s = self.subject
+        meta = s.meta()
+        missing = [
+            step
+            for step in ("landmarks", "pose", "masks", "normals", "aus", "va", "split")
+            if step not in meta.get("steps", {})
+        ]
+        if missing:
+            raise FileNotFoundError(
+                f"{s.root} is not fully preprocessed (missing steps: {', '.join(missing)}); run "
+                f"`python -m etlib.preprocess VIDEO {s.root}` first"
+            )
+        self.n = s.n_frames
+        self.resolution = int(meta["resolution"])
+        self.K, self.w2c = s.cameras()
+        self.landmarks = np.load(s.landmarks)
+        feats = np.load(s.audio_features).astype(np.float32)
+        if feats.shape[1] != AUDIO_BANDS * AUDIO_BINS:
+            raise ValueError(f"audio features have {feats.shape[1]} dims, expected {AUDIO_BANDS * AUDIO_BINS}")
+        self.audio_features = feats
+        names, aus = s.read_au()
+        cols = [names.index(f"{n}_r") for n in UPPER_FACE_AUS]
+        self.au = aus[:, cols] / 5.0  # OpenFace's 0-5 intensities to 0-1
+        self.va = np.load(s.va).astype(np.float32)
+        split = s.read_split()
+        self.train_ids, self.test_ids = split["train"], split["test"]
+        self.audio_frames = audio_frames
+
+    # -- conditions ---------------------------------------------------------------------------------
+    def audio_window(self, i: int, features: np.ndarray | None = None) -> Tensor:
+        """(audio_frames, 16, 4): the features of frames i-4 .. i+3 (clamped at the clip's ends)."""
+        feats = self.audio_features if features is None else features
+        half = self.audio_frames // 2
+        idx = np.clip(np.arange(i - half, i - half + self.audio_frames), 0, len(feats) - 1)
+        return torch.from_numpy(feats[idx].reshape(self.audio_frames, AUDIO_BANDS, AUDIO_BINS).copy())
+
+    def condition(
+        self, i: int, va: np.ndarray | None = None, audio: np.ndarray | None = None, audio_index=None
+    ) -> FrameCondition:
+        """The frame's own a, u, e; ``va`` and ``audio`` (features of other speech) override them."""
+        return FrameCondition(
+            audio=self.audio_window(i if audio_index is None else audio_index, audio),
+            au=torch.from_numpy(self.au[i].astype(np.float32)),
+            va=torch.as_tensor(self.va[i] if va is None else va, dtype=torch.float32),
+        )
+
+    def camera(self, i: int) -> Camera:
+        r = self.resolution
+        return Camera(torch.from_numpy(self.w2c[i]).float(), torch.from_numpy(self.K).float(), r, r)
+
+    # -- images ------------------------------------------------------------------------------------
+    def sample(self, i: int) -> Sample:
+        s = self.subject
+
+        def img(a: np.ndarray) -> Tensor:
+            return torch.from_numpy(a.astype(np.float32) / 255.0)
+
+        def mask(name: str) -> Tensor:
+            return torch.from_numpy(s.read_mask(name, i)[..., None].astype(np.float32))
+
+        return Sample(
+            index=i,
+            image=img(s.read_frame(i)),
+            face_mask=mask("face"),
+            mouth_mask=mask("mouth"),
+            normal=torch.from_numpy(s.read_normal(i)),
+            background=img(s.read_bg(i)),
+            camera=self.camera(i),
+            cond=self.condition(i),
+            landmarks=torch.from_numpy(self.landmarks[i]),
+        )

@@ -1,0 +1,518 @@
+"""Resumable training of the six stages.
+
+    python -m etlib.train --subject DIR --preset quick --out RUN
+
+``RUN/`` holds ``state.json`` (completed stages, seconds, backends), ``checkpoints/`` (the model after each
+stage, and the latest mid-stage checkpoint: model, optimizers, densification state, random generators,
+loss history), ``losses.csv`` and ``losses.png``. Re-running the same command continues exactly where it
+stopped: a resumed run ends with the same parameters as an unbroken one (same seed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from etlib import losses
+from etlib.config import OPTIMIZER, Preset, get_preset
+from etlib.gaussians.densify import Densifier
+from etlib.gaussians.model import GaussianSet
+from etlib.preprocess.subject import SubjectDir, atomic_write_text
+from etlib.talking.init import initial_gaussians
+from etlib.talking.model import Ablation, EmoTalkingGaussian
+from etlib.train.data import AUDIO_BANDS, AUDIO_BINS, Sample, SubjectFrames
+from etlib.train.stages import STAGE_NAMES, STAGES, Stage, get_stage
+
+CHECKPOINT_FORMAT = "etlib.EmoTalkingGaussian/1"
+
+
+class EmotionTargets(Protocol):
+    """Where the emotion stage's targets come from (Sec. 3.3.1, S4.1): g_LEF + seamless cloning.
+
+    Called with a source frame (H, W, 3 uint8), its 68 landmarks and a valence/arousal pair, it returns the
+    lip-aligned emotional image (same size, uint8) and that image's 68 landmarks.
+    """
+
+    name: str
+
+    def __call__(self, frame: np.ndarray, landmarks: np.ndarray, va: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class SyncLoss(Protocol):
+    """L_sync of Eq. 9 on a rendered frame (H, W, 3) and the audio of that frame (its index in ``audio``)."""
+
+    name: str
+
+    def __call__(self, rendered: torch.Tensor, landmarks: np.ndarray, frame_index: int) -> torch.Tensor: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Model persistence
+# --------------------------------------------------------------------------------------------------
+
+
+def model_state(model: EmoTalkingGaussian) -> dict[str, Any]:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "config": model.config,
+        "mouth": {k: v.clone() for k, v in model.mouth.tensors().items()},
+        "face": {k: v.clone() for k, v in model.face.tensors().items()},
+        "networks": {n: getattr(model, n).state_dict() for n in ("f_M", "f_F", "f_E") if getattr(model, n) is not None},
+    }
+
+
+def _gaussians_from(t: dict[str, torch.Tensor]) -> GaussianSet:
+    return GaussianSet(t["means"], t["log_scales"], t["quats"], t["opacity_logits"], t["sh"], t["dn"])
+
+
+def build_model(state: dict[str, Any], preset: Preset, backend: str = "auto") -> EmoTalkingGaussian:
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError("not an EmoTalkingGaussian checkpoint (saved by etlib.train)")
+    cfg = state["config"]
+    model = EmoTalkingGaussian(
+        _gaussians_from(state["mouth"]),
+        _gaussians_from(state["face"]),
+        audio_in_dim=cfg["audio_in_dim"],
+        audio_window=cfg["audio_window"],
+        audio_frames=cfg["audio_frames"],
+        au_dim=cfg["au_dim"],
+        hash_grid=preset.hash_grid,
+        ablation=Ablation(**cfg["ablation"]),
+        backend=backend,
+    )
+    for name, sd in state["networks"].items():
+        getattr(model, name).load_state_dict(sd)
+    return model
+
+
+def load_model(run_dir: str | Path, preset: str | Preset | None = None) -> EmoTalkingGaussian:
+    """The model after the last completed stage of a run."""
+    run_dir = Path(run_dir)
+    state_path = run_dir / "state.json"
+    if not state_path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a training run (no state.json); train with `python -m etlib.train`")
+    st = json.loads(state_path.read_text())
+    if not st["completed"]:
+        raise FileNotFoundError(f"no stage of {run_dir} has completed yet")
+    ckpt = torch.load(run_dir / "checkpoints" / f"model_{st['completed'][-1]}.pt", weights_only=False)
+    return build_model(ckpt, get_preset(preset or st["preset"]))
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# The trainer
+# --------------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Train EmoTalkingGaussian on one processed subject.
+
+    Args:
+        subject: a folder written by ``etlib.preprocess``.
+        run_dir: where checkpoints, losses and metrics go; an existing run is resumed.
+        preset: sizes and iterations.
+        ablation: the Table 4 variant.
+        emotion_targets: the source of the emotion stage's images (default: the offline generator with
+            seamless cloning, or g_LEF when its weights are present).
+        sync_loss: L_sync (Eq. 9); None disables the term (recorded in ``state.json``).
+    """
+
+    def __init__(
+        self,
+        subject: str | Path,
+        run_dir: str | Path,
+        preset: str | Preset = "quick",
+        *,
+        ablation: Ablation | str = "full",
+        seed: int = 0,
+        progress: bool = True,
+        emotion_targets: EmotionTargets | None = None,
+        sync_loss: SyncLoss | None = None,
+    ) -> None:
+        self.preset = get_preset(preset)
+        self.ablation = Ablation.from_name(ablation) if isinstance(ablation, str) else ablation
+        self.subject = SubjectDir(subject)
+        self.data = SubjectFrames(self.subject, self.preset.audio_window)
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.seed = seed
+        self.progress = progress
+        self.emotion_targets = emotion_targets
+        self.sync = sync_loss if self.ablation.sync_loss else None
+        self.lpips = losses.LPIPSLoss()
+        self.state = self._load_or_create_state()
+        self.model = self._load_or_create_model()
+        self.history: list[dict[str, float]] = self._read_history()
+
+    # -- run bookkeeping ---------------------------------------------------------------------------
+    def _load_or_create_state(self) -> dict[str, Any]:
+        path = self.run_dir / "state.json"
+        want = {
+            "subject": str(self.subject.root.resolve()),
+            "preset": self.preset.name,
+            "ablation": self.ablation.to_dict(),
+            "seed": self.seed,
+        }
+        if path.exists():
+            st = json.loads(path.read_text())
+            for key, value in want.items():
+                if st.get(key) != value:
+                    raise ValueError(
+                        f"{self.run_dir} was trained with {key}={st.get(key)!r}, not {value!r}; "
+                        "use another --out for a different run"
+                    )
+            return st
+        from etlib.backends import summary
+
+        st = {**want, "completed": [], "seconds": {}, "backends": summary()}
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(st, indent=2))
+        return st
+
+    def _save_state(self) -> None:
+        atomic_write_text(self.run_dir / "state.json", json.dumps(self.state, indent=2))
+
+    def _load_or_create_model(self) -> EmoTalkingGaussian:
+        if self.state["completed"]:
+            ckpt = torch.load(self.ckpt_dir / f"model_{self.state['completed'][-1]}.pt", weights_only=False)
+            return build_model(ckpt, self.preset)
+        torch.manual_seed(self.seed)
+        mouth, face = initial_gaussians(
+            self.subject,
+            self.preset.n_gaussians_face,
+            self.preset.n_gaussians_mouth,
+            self.data.train_ids,
+            seed=self.seed,
+        )
+        return EmoTalkingGaussian(
+            mouth,
+            face,
+            audio_in_dim=AUDIO_BANDS,
+            audio_window=AUDIO_BINS,
+            audio_frames=self.preset.audio_window,
+            au_dim=self.data.au.shape[1],
+            hash_grid=self.preset.hash_grid,
+            ablation=self.ablation,
+        )
+
+    def _read_history(self) -> list[dict[str, float]]:
+        path = self.run_dir / "losses.csv"
+        if not path.exists():
+            return []
+        lines = path.read_text().splitlines()
+        keys = lines[0].split(",")
+        return [
+            {k: (v if k == "stage" else float(v)) for k, v in zip(keys, line.split(",")) if v != ""}
+            for line in lines[1:]
+        ]
+
+    def _write_history(self) -> None:
+        keys: list[str] = ["stage", "iteration", "loss"]
+        for row in self.history:
+            keys += [k for k in row if k not in keys]
+        lines = [",".join(keys)] + [",".join(str(row.get(k, "")) for k in keys) for row in self.history]
+        atomic_write_text(self.run_dir / "losses.csv", "\n".join(lines) + "\n")
+
+    # -- stage set-up --------------------------------------------------------------------------------
+    def _stage_iterations(self, stage: Stage) -> int:
+        return int(self.preset.iterations.as_dict()[stage.name])
+
+    def _skip_reason(self, stage: Stage) -> str | None:
+        if stage.name == "emotion_network" and self.model.f_E is None:
+            return "this ablation has no emotion branch"
+        return None
+
+    def _optimizers(self, stage: Stage) -> tuple[dict[str, torch.optim.Optimizer], torch.optim.Optimizer | None]:
+        gauss_opts: dict[str, torch.optim.Optimizer] = {}
+        if stage.gaussians is not None:
+            g: GaussianSet = getattr(self.model, stage.gaussians)
+            gauss_opts = g.make_optimizers()
+            if stage.gaussian_params is not None:  # fine-tuning: opacity and colour only
+                gauss_opts = {k: v for k, v in gauss_opts.items() if k in stage.gaussian_params}
+        groups = []
+        for name in stage.networks:
+            parts = self.model.network_parameters()[name]
+            groups.append(
+                {"params": parts["hash"], "lr": OPTIMIZER.lr_hash_encoder, "base_lr": OPTIMIZER.lr_hash_encoder}
+            )
+            groups.append({"params": parts["other"], "lr": OPTIMIZER.lr_other, "base_lr": OPTIMIZER.lr_other})
+        net_opt = torch.optim.AdamW(groups) if groups else None
+        for opt in gauss_opts.values():
+            for group in opt.param_groups:
+                group["base_lr"] = group["lr"]
+        return gauss_opts, net_opt
+
+    def _densifier(self, stage: Stage, gauss_opts, iterations: int) -> Densifier | None:
+        if not stage.densify:
+            return None
+        stop = max(1, int(self.preset.densify_until_fraction * iterations))
+        every = max(1, min(self.preset.densify_every, stop // 2 or 1))
+        return Densifier(
+            getattr(self.model, stage.gaussians),
+            gauss_opts,
+            refine_start_iter=every,
+            refine_stop_iter=stop,
+            refine_every=every,
+            reset_every=iterations + 1,  # no opacity reset within these short schedules
+            prune_opa=0.005,
+            grow_grad2d=0.0002,
+            verbose=False,
+        )
+
+    # -- losses ------------------------------------------------------------------------------------------
+    def _image_terms(self, pred, target, w1: float, w_lpips: float) -> dict[str, torch.Tensor]:
+        terms = {"l1": losses.l1(pred, target), "dssim": (w1, losses.d_ssim(pred, target))}
+        if w_lpips and self.lpips.available:
+            terms["lpips"] = (w_lpips, self.lpips(pred, target))
+        return terms
+
+    def _normal_terms(self, out, target_normal, mask, layer, w_l1, w_tv, w_dn) -> dict[str, Any]:
+        if not self.ablation.normal_loss:
+            return {}
+        return {
+            "normal_l1": (w_l1, losses.normal_l1(out.normal, target_normal * mask, mask)),
+            "normal_tv": (w_tv, losses.total_variation(out.normal)),
+            "dn": (w_dn, losses.residual_norm(layer.dn)),
+        }
+
+    def _sync_term(self, rendered, sample: Sample, weight: float) -> dict[str, Any]:
+        if self.sync is None or weight == 0:
+            return {}
+        return {"sync": (weight, self.sync(rendered, sample.landmarks.numpy(), sample.index))}
+
+    def _emotion_target(self, sample: Sample, rng: np.random.Generator):
+        """Half the time the frame itself at its measured emotion, else g_LEF's image at a random e (S4.1)."""
+        if self.emotion_targets is None or rng.random() < 0.5:
+            return self.data.va[sample.index], sample.image, sample.face_mask, sample.normal
+        from etlib.preprocess.masks import frame_masks
+        from etlib.preprocess.normals import render_normal_map
+        from etlib.preprocess.pose import HeadPose, project_forehead
+
+        radius, angle = np.sqrt(rng.random()), rng.uniform(0, 2 * np.pi)
+        va = np.array([radius * np.cos(angle), radius * np.sin(angle)], np.float32)
+        frame = (sample.image.numpy() * 255).round().astype(np.uint8)
+        image, landmarks = self.emotion_targets(frame, sample.landmarks.numpy(), va)
+        i = sample.index
+        pose = HeadPose(self.data.K, self.data.w2c[i : i + 1], np.zeros(1), np.zeros(1))
+        forehead = project_forehead(pose)[0]
+        masks = frame_masks(image, landmarks, forehead)
+        normal = render_normal_map(np.concatenate([landmarks, forehead]), self.data.w2c[i, :3, :3], image.shape[0])
+        return (
+            va,
+            torch.from_numpy(image.astype(np.float32) / 255.0),
+            torch.from_numpy(masks["face"][..., None].astype(np.float32)),
+            torch.from_numpy(normal),
+        )
+
+    def stage_loss(self, stage: Stage, s: Sample, rng: np.random.Generator) -> tuple[torch.Tensor, dict, dict]:
+        """Total loss, its weighted terms, and the rasterizer meta of the optimised layer."""
+        m, w = self.model, stage.weights
+        if stage.name == "mouth_canonical":  # Eq. S11
+            out = m.render_layer(m.mouth_layer(None, deform=False), s.camera)
+            terms = self._image_terms(out.color, s.image * s.mouth_mask, w.gamma1_dssim, 0)
+        elif stage.name == "face_canonical":  # Eq. S13
+            layer = m.face_layer(None, deform=False)
+            out = m.render_layer(layer, s.camera, normals=self.ablation.normal_loss)
+            terms = self._image_terms(out.color, s.image * s.face_mask, w.gamma1_dssim, 0)
+            terms |= self._normal_terms(
+                out, s.normal, s.face_mask, layer, w.gamma2_normal_l1, w.gamma3_normal_tv, w.gamma4_normal_residual
+            )
+        elif stage.name == "mouth_network":  # Eq. S12
+            out = m.render_layer(m.mouth_layer(s.cond), s.camera)
+            terms = self._image_terms(out.color, s.image * s.mouth_mask, w.beta1_dssim, w.beta2_lpips)
+            terms |= self._sync_term(out.color, s, w.beta6_sync)
+        elif stage.name == "face_network":  # Eq. S14
+            layer = m.face_layer(s.cond, emotion=False)
+            out = m.render_layer(layer, s.camera, normals=self.ablation.normal_loss)
+            terms = self._image_terms(out.color, s.image * s.face_mask, w.beta1_dssim, w.beta2_lpips)
+            terms |= self._normal_terms(
+                out, s.normal, s.face_mask, layer, w.beta3_normal_l1, w.beta4_normal_tv, w.beta5_normal_residual
+            )
+            terms |= self._sync_term(out.color, s, w.beta6_sync)
+        elif stage.name == "emotion_network":  # Eq. S15
+            va, image, mask, normal = self._emotion_target(s, rng)
+            cond = self.data.condition(s.index, va=va)
+            layer = m.face_layer(cond, emotion=True)
+            out = m.render_layer(layer, s.camera, normals=self.ablation.normal_loss)
+            terms = self._image_terms(out.color, image * mask, w.beta1_dssim, w.beta2_lpips)
+            terms |= self._normal_terms(
+                out, normal, mask, layer, w.beta3_normal_l1, w.beta4_normal_tv, w.beta5_normal_residual
+            )
+            terms |= self._sync_term(out.color, s, w.beta6_sync)
+        elif stage.name == "finetune":  # Eq. S16 on the composite of Eq. S10
+            frame = m(s.camera, s.cond, s.background)
+            out = frame.face
+            terms = self._image_terms(frame.image, s.image, w.eta1_dssim, w.eta2_lpips)
+        else:
+            raise ValueError(stage.name)
+        total = torch.zeros(())
+        logged = {}
+        for name, term in terms.items():
+            weight, value = (1.0, term) if isinstance(term, torch.Tensor) else term
+            total = total + weight * value
+            logged[name] = float(value.detach())
+        return total, logged, out.meta
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+    def _latest_path(self, stage: Stage) -> Path:
+        return self.ckpt_dir / f"latest_{stage.name}.pt"
+
+    def _save_latest(self, stage, iteration, gauss_opts, net_opt, densifier, rng) -> None:
+        _atomic_torch_save(
+            {
+                "stage": stage.name,
+                "iteration": iteration,
+                "model": model_state(self.model),
+                "gauss_opts": {k: o.state_dict() for k, o in gauss_opts.items()},
+                "net_opt": net_opt.state_dict() if net_opt else None,
+                "densifier": densifier.state if densifier else None,
+                "numpy_rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "history_len": len(self.history),
+            },
+            self._latest_path(stage),
+        )
+        self._write_history()
+
+    def _restore_latest(self, stage: Stage):
+        ckpt = torch.load(self._latest_path(stage), weights_only=False)
+        self.model = build_model(ckpt["model"], self.preset)
+        self.history = self.history[: ckpt["history_len"]]
+        return ckpt
+
+    # -- main loop -----------------------------------------------------------------------------------------
+    def run_stage(self, stage: Stage) -> None:
+        iterations = self._stage_iterations(stage)
+        start, ckpt = 0, None
+        if self._latest_path(stage).exists():
+            ckpt = self._restore_latest(stage)
+            start = ckpt["iteration"] + 1
+        gauss_opts, net_opt = self._optimizers(stage)
+        self.model.requires_grad_(False)
+        for opt in [*gauss_opts.values(), *([net_opt] if net_opt else [])]:
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    p.requires_grad_(True)
+        densifier = self._densifier(stage, gauss_opts, iterations)
+        rng = np.random.default_rng([self.seed, STAGE_NAMES.index(stage.name)])
+        if ckpt is not None:
+            for k, o in gauss_opts.items():
+                o.load_state_dict(ckpt["gauss_opts"][k])
+            if net_opt is not None:
+                net_opt.load_state_dict(ckpt["net_opt"])
+            if densifier is not None:
+                densifier.state = ckpt["densifier"]
+            rng.bit_generator.state = ckpt["numpy_rng"]
+            torch.set_rng_state(ckpt["torch_rng"])
+        else:
+            torch.manual_seed(self.seed * 1000 + STAGE_NAMES.index(stage.name))
+        t0 = time.perf_counter()
+        bar = tqdm(
+            range(start, iterations), desc=stage.name, initial=start, total=iterations, disable=not self.progress
+        )
+        for it in bar:
+            decay = OPTIMIZER.final_lr_fraction ** (it / max(1, iterations))  # exponential schedule (S1)
+            for opt in [*gauss_opts.values(), *([net_opt] if net_opt else [])]:
+                for group in opt.param_groups:
+                    group["lr"] = group["base_lr"] * decay
+            sample = self.data.sample(int(rng.choice(self.data.train_ids)))
+            total, terms, meta = self.stage_loss(stage, sample, rng)
+            if densifier is not None:
+                densifier.step_pre_backward(it, meta)
+            total.backward()
+            for opt in [*gauss_opts.values(), *([net_opt] if net_opt else [])]:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            if densifier is not None:
+                densifier.step_post_backward(it, meta)
+            self.history.append({"stage": stage.name, "iteration": it, "loss": float(total.detach()), **terms})
+            bar.set_postfix(loss=f"{float(total.detach()):.4f}", n=len(getattr(self.model, stage.gaussians or "face")))
+            if (it + 1) % self.preset.checkpoint_every == 0 and it + 1 < iterations:
+                self._save_latest(stage, it, gauss_opts, net_opt, densifier, rng)
+        _atomic_torch_save(model_state(self.model), self.ckpt_dir / f"model_{stage.name}.pt")
+        self._write_history()
+        self.state["completed"].append(stage.name)
+        self.state["seconds"][stage.name] = round(
+            self.state["seconds"].get(stage.name, 0) + time.perf_counter() - t0, 2
+        )
+        self.state.setdefault("terms_dropped", {})
+        if not self.lpips.available:
+            self.state["terms_dropped"]["lpips"] = f"unavailable: {self.lpips.reason}"
+        if self.sync is None:
+            self.state["terms_dropped"]["sync"] = (
+                "disabled by the ablation" if not self.ablation.sync_loss else "no SyncNet given"
+            )
+        self._save_state()
+        self._latest_path(stage).unlink(missing_ok=True)
+
+    def run(
+        self, stages: Iterable[str] | None = None, on_stage_end: Callable[[str], None] | None = None
+    ) -> dict[str, Any]:
+        """Run the given stages (default: all) in order; completed ones are skipped."""
+        wanted = list(STAGE_NAMES) if stages is None else [get_stage(s).name for s in stages]
+        for stage in STAGES:
+            if stage.name in self.state["completed"]:
+                continue
+            if stage.name not in wanted:
+                if any(STAGE_NAMES.index(w) > STAGE_NAMES.index(stage.name) for w in wanted):
+                    raise RuntimeError(
+                        f"stage {stage.name!r} must run before {', '.join(wanted)}; "
+                        f"run `python -m etlib.train ... --stages {stage.name}` first"
+                    )
+                continue
+            reason = self._skip_reason(stage)
+            if reason:
+                self.state["completed"].append(stage.name)
+                self.state.setdefault("skipped", {})[stage.name] = reason
+                _atomic_torch_save(model_state(self.model), self.ckpt_dir / f"model_{stage.name}.pt")
+                self._save_state()
+                continue
+            self.run_stage(stage)
+            self.plot_losses()
+            if on_stage_end:
+                on_stage_end(stage.name)
+        return self.state
+
+    def plot_losses(self) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        stages = [s for s in STAGE_NAMES if any(r["stage"] == s for r in self.history)]
+        fig, axes = plt.subplots(1, max(1, len(stages)), figsize=(3.2 * max(1, len(stages)), 2.8), squeeze=False)
+        for ax, name in zip(axes[0], stages):
+            rows = [r for r in self.history if r["stage"] == name]
+            ax.plot([r["iteration"] for r in rows], [r["loss"] for r in rows], lw=0.8)
+            ax.set_title(f"{name} ({get_stage(name).equation})", fontsize=9)
+            ax.set_xlabel("iteration")
+            ax.set_yscale("log")
+        fig.tight_layout()
+        path = self.run_dir / "losses.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        return path
+
+
+def default_emotion_targets() -> EmotionTargets | None:
+    """g_LEF with seamless cloning when available (etlib.emoface), else None (the stage then trains on the
+    frames at their measured emotion only, and ``state.json`` says so)."""
+    try:
+        from etlib.emoface.targets import make_emotion_targets
+    except ImportError:
+        return None
+    return make_emotion_targets()

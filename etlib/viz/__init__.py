@@ -1,0 +1,26 @@
+"""Figures the notebooks show, kept here so that no notebook carries plotting logic of its own."""
+
+from etlib.viz import emotion as emotion  # notebooks 03-04: viz.emotion.*
+from etlib.viz.core import plot_presets, plot_subject_signals, plot_va_points, show_subject_frames, show_table
+from etlib.viz.training import (
+    plot_losses,
+    show_attention_maps,
+    show_composition,
+    show_emotion_grid,
+    show_layer_renders,
+    show_normals,
+)
+
+__all__ = [
+    "plot_losses",
+    "plot_presets",
+    "plot_subject_signals",
+    "plot_va_points",
+    "show_attention_maps",
+    "show_composition",
+    "show_emotion_grid",
+    "show_layer_renders",
+    "show_normals",
+    "show_subject_frames",
+    "show_table",
+]

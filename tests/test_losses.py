@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from etlib import losses
+
+
+def test_ssim_of_identical_images_is_one_and_dssim_grows_with_noise():
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(32, 32, 3, generator=g)
+    assert float(losses.ssim(img, img)) == pytest.approx(1.0, abs=1e-6)
+    noisy = (img + 0.2 * torch.randn(32, 32, 3, generator=g)).clamp(0, 1)
+    assert 0.05 < float(losses.d_ssim(noisy, img)) < 1.5
+
+
+def test_ssim_gradient_flows():
+    img = torch.rand(16, 16, 3, requires_grad=True)
+    losses.d_ssim(img, torch.rand(16, 16, 3)).backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0
+
+
+def test_total_variation_of_a_step():
+    img = torch.zeros(4, 4, 3)
+    img[:, 2:] = 1.0  # one vertical edge: 4 of the 12 horizontal neighbour pairs differ by 1
+    assert float(losses.total_variation(img)) == pytest.approx(4 / 12)
+
+
+def test_normal_l1_only_counts_masked_pixels():
+    pred = torch.zeros(2, 2, 3)
+    target = torch.ones(2, 2, 3)
+    mask = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    assert float(losses.normal_l1(pred, target, mask)) == pytest.approx(1.0)
+    assert float(losses.normal_l1(pred, target)) == pytest.approx(1.0)
+
+
+def test_residual_norm_is_mean_squared_length():
+    dn = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0]])
+    assert float(losses.residual_norm(dn)) == pytest.approx(12.5)
+
+
+def test_lpips_is_unavailable_rather_than_replaced():
+    lp = losses.LPIPSLoss()
+    if lp.available:
+        pytest.skip("LPIPS backbone weights are installed here")
+    assert lp.reason
+    with pytest.raises(RuntimeError, match="LPIPS is unavailable"):
+        lp(torch.rand(16, 16, 3), torch.rand(16, 16, 3))
+
+
+def test_bad_image_shape():
+    with pytest.raises(ValueError, match="images"):
+        losses.ssim(torch.rand(5, 16, 16, 3, 2), torch.rand(5, 16, 16, 3, 2))

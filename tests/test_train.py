@@ -1,0 +1,108 @@
+"""Training: the six stages run, losses fall, the ablations build, and a killed run resumes exactly."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from etlib.talking.model import Ablation
+from etlib.train import STAGE_NAMES, Trainer
+from etlib.train.trainer import model_state
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # deterministic reductions, and no oversubscription on a 2-core machine
+    yield
+    torch.set_num_threads(n)
+
+
+def _params(run_dir):
+    from etlib.train import load_model
+
+    return model_state(load_model(run_dir))
+
+
+@pytest.mark.slow
+def test_all_stages_run_and_losses_fall(smoke_subject, tmp_path):
+    from etlib.emoface.targets import make_emotion_targets
+
+    trainer = Trainer(
+        smoke_subject.root, tmp_path / "run", "smoke", progress=False, emotion_targets=make_emotion_targets()
+    )
+    state = trainer.run()
+    assert state["completed"] == list(STAGE_NAMES)
+    assert (tmp_path / "run" / "losses.png").exists() and (tmp_path / "run" / "losses.csv").exists()
+    face = [r["loss"] for r in trainer.history if r["stage"] == "face_canonical"]
+    assert sum(face[-5:]) / 5 < sum(face[:5]) / 5
+    assert "lpips" in state["terms_dropped"] or trainer.lpips.available
+    again = Trainer(smoke_subject.root, tmp_path / "run", "smoke", progress=False)
+    assert again.run()["completed"] == list(STAGE_NAMES)  # nothing re-trained
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_the_same_parameters(smoke_subject, tmp_path):
+    stages = ["mouth_canonical", "mouth_network", "face_canonical"]
+    unbroken = tmp_path / "unbroken"
+    Trainer(smoke_subject.root, unbroken, "smoke", progress=False).run(stages)
+
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "etlib.train", "--subject", str(smoke_subject.root), "--out", str(killed),
+           "--preset", "smoke", "--stages", *stages, "--quiet", "--no-eval"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    latest = killed / "checkpoints" / "latest_face_canonical.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not latest.exists():
+        time.sleep(0.05)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert latest.exists(), "the run never reached a mid-stage checkpoint"
+    trainer = Trainer(smoke_subject.root, killed, "smoke", progress=False)
+    assert "face_canonical" not in trainer.state["completed"]
+    trainer.run(stages)
+    a, b = _params(unbroken), _params(killed)
+    for layer in ("mouth", "face"):
+        for key, value in a[layer].items():
+            torch.testing.assert_close(b[layer][key], value, rtol=1e-5, atol=1e-6, msg=f"{layer}.{key}")
+    for name, sd in a["networks"].items():
+        for key, value in sd.items():
+            torch.testing.assert_close(b["networks"][name][key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_stage_order_is_enforced(smoke_subject, tmp_path):
+    trainer = Trainer(smoke_subject.root, tmp_path / "run", "smoke", progress=False)
+    with pytest.raises(RuntimeError, match="mouth_canonical"):
+        trainer.run(["mouth_network"])
+    with pytest.raises(RuntimeError, match="face_canonical"):
+        trainer.run(["mouth_canonical", "mouth_network", "face_network"])
+
+
+def test_a_run_refuses_another_preset_or_ablation(smoke_subject, tmp_path):
+    Trainer(smoke_subject.root, tmp_path / "run", "smoke", progress=False)
+    with pytest.raises(ValueError, match="ablation"):
+        Trainer(smoke_subject.root, tmp_path / "run", "smoke", ablation="no_emotion_branch", progress=False)
+
+
+def test_ablations_build_the_table4_variants(smoke_subject, tmp_path):
+    full = Trainer(smoke_subject.root, tmp_path / "a", "smoke", progress=False).model
+    no_e = Trainer(smoke_subject.root, tmp_path / "b", "smoke", ablation="no_emotion_branch", progress=False).model
+    combined = Trainer(
+        smoke_subject.root, tmp_path / "c", "smoke", ablation="combined_face_branch", progress=False
+    ).model
+    assert full.f_E is not None and no_e.f_E is None and combined.f_E is None
+    assert combined.f_F.in_dim == full.f_F.in_dim + 2
+    with pytest.raises(ValueError, match="unknown ablation"):
+        Ablation.from_name("no_mouth")
+
+
+def test_unprocessed_subject_gives_a_clear_error(tmp_path):
+    (tmp_path / "meta.json").write_text('{"n_frames": 3, "steps": {"frames": {}}}')
+    with pytest.raises(FileNotFoundError, match="not fully preprocessed"):
+        Trainer(tmp_path, tmp_path / "run", "smoke", progress=False)
