@@ -198,7 +198,7 @@ PRESETS: dict[str, Preset] = {
         resolution=128,
         n_gaussians_face=8000,
         n_gaussians_mouth=1500,
-        iterations=StageIterations(400, 600, 300, 500, 300, 200),
+        iterations=StageIterations(300, 400, 300, 300, 250, 150),
         batch_size=1,
         hash_grid=HashGridSettings(n_levels=8, log2_hashmap_size=14),
         syncnet_iterations=600,

@@ -125,7 +125,10 @@ def render_video(
         frames = (np.concatenate([data.subject.read_frame(ids[t % len(ids)]), f], axis=1) for t, f in enumerate(frames))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_video(frames, out, FPS, audio=samples, sr=SAMPLE_RATE)
+    from etlib.backends import torch_threads
+
+    with torch_threads():
+        write_video(frames, out, FPS, audio=samples, sr=SAMPLE_RATE)
     return out
 
 

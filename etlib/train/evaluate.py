@@ -105,6 +105,13 @@ def evaluate_model(
 
 def evaluate_run(trainer, emotion_subject: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Write ``RUN/metrics.json`` for a trained :class:`~etlib.train.trainer.Trainer`."""
+    from etlib.backends import torch_threads
+
+    with torch_threads():
+        return _evaluate_run(trainer, emotion_subject, progress)
+
+
+def _evaluate_run(trainer, emotion_subject, progress: bool) -> dict[str, Any]:
     model = trainer.model.eval()
     metrics = {
         "test": evaluate_model(model, trainer.data, progress=progress),

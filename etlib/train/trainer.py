@@ -463,6 +463,12 @@ class Trainer:
         self, stages: Iterable[str] | None = None, on_stage_end: Callable[[str], None] | None = None
     ) -> dict[str, Any]:
         """Run the given stages (default: all) in order; completed ones are skipped."""
+        from etlib.backends import torch_threads
+
+        with torch_threads():
+            return self._run(stages, on_stage_end)
+
+    def _run(self, stages: Iterable[str] | None, on_stage_end: Callable[[str], None] | None) -> dict[str, Any]:
         wanted = list(STAGE_NAMES) if stages is None else [get_stage(s).name for s in stages]
         for stage in STAGES:
             if stage.name in self.state["completed"]:
