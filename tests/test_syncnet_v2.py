@@ -1,0 +1,80 @@
+"""syncnet_python's SyncNet v2 (the paper's Sync-E/Sync-C evaluator): layout, loading, scoring path."""
+
+import numpy as np
+import pytest
+import torch
+
+from etlib.audio.sync_metrics import sync_scores_v2
+from etlib.audio.syncnet_v2 import SyncNetV2, load_syncnet_v2, load_syncnet_v2_file
+from etlib.weights import WeightsMissingError
+
+# syncnet_python SyncNetModel.py S, written out from its description: Sequential index -> weight shape.
+CONV_AUD = {0: (64, 1, 3, 3), 4: (192, 64, 3, 3), 8: (384, 192, 3, 3), 11: (256, 384, 3, 3), 14: (256, 256, 3, 3),
+            18: (512, 256, 5, 4)}  # fmt: skip
+CONV_LIP = {0: (96, 3, 5, 7, 7), 4: (256, 96, 1, 5, 5), 8: (256, 256, 1, 3, 3), 11: (256, 256, 1, 3, 3),
+            14: (256, 256, 1, 3, 3), 18: (512, 256, 1, 6, 6)}  # fmt: skip
+
+
+def syncnet_python_layout() -> dict[str, tuple[int, ...]]:
+    layout = {}
+    for seq, convs in (("netcnnaud", CONV_AUD), ("netcnnlip", CONV_LIP)):
+        for i, shape in convs.items():
+            layout[f"{seq}.{i}.weight"], layout[f"{seq}.{i}.bias"] = shape, shape[:1]
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                layout[f"{seq}.{i + 1}.{name}"] = shape[:1]
+            layout[f"{seq}.{i + 1}.num_batches_tracked"] = ()
+    for seq in ("netfcaud", "netfclip"):
+        layout[f"{seq}.0.weight"], layout[f"{seq}.0.bias"] = (512, 512), (512,)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            layout[f"{seq}.1.{name}"] = (512,)
+        layout[f"{seq}.1.num_batches_tracked"] = ()
+        layout[f"{seq}.3.weight"], layout[f"{seq}.3.bias"] = (1024, 512), (1024,)
+    return layout
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return SyncNetV2().eval()
+
+
+def test_state_dict_matches_syncnet_python(model):
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes == syncnet_python_layout()
+
+
+def test_embeddings_have_syncnet_python_shapes(model):
+    with torch.no_grad():
+        audio = model.embed_audio(torch.randn(2, 1, 13, 20))
+        face = model.embed_faces(torch.rand(1, 3, 5, 224, 224) * 255)
+    assert audio.shape == (2, 1024) and face.shape == (1, 1024)
+    with pytest.raises(ValueError, match="MFCC"):
+        model.embed_audio(torch.randn(1, 1, 13, 16))
+    with pytest.raises(ValueError, match="224"):
+        model.embed_faces(torch.rand(1, 3, 5, 96, 96))
+
+
+def test_loads_from_the_weights_cache(weights_cache, model):
+    with pytest.raises(WeightsMissingError, match="syncnet_v2"):
+        load_syncnet_v2()
+    # As released (2017): no BatchNorm num_batches_tracked entries.
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, weights_cache / "syncnet_v2.model")
+    loaded = load_syncnet_v2()
+    assert loaded.name == "syncnet_v2" and not loaded.training
+    for k, v in state.items():
+        torch.testing.assert_close(loaded.state_dict()[k], v)
+    torch.save({"netcnnaud.0.weight": state["netcnnaud.0.weight"]}, weights_cache / "partial.model")
+    with pytest.raises(ValueError, match="missing"):
+        load_syncnet_v2_file(weights_cache / "partial.model")
+
+
+def test_scores_use_syncnet_python_windows(model):
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, size=(9, 224, 224, 3), dtype=np.uint8)
+    wave = (rng.standard_normal(8 * 640 + 100) * 1000).astype(np.int16)  # 8 frames of audio
+    scores = sync_scores_v2(faces, wave, model, vshift=4)
+    # min_length = min(9 frames, 8 audio frames) = 8; windows 0 .. 8 - 5 - 1
+    assert scores.n_windows == 3 and scores.syncnet == "syncnet_v2"
+    assert scores.mean_distances.shape == (9,) and -4 <= scores.av_offset <= 4
+    assert scores.sync_c >= 0 and scores.sync_e == pytest.approx(scores.mean_distances.min())
