@@ -291,11 +291,15 @@ class NotebookContext:
         """The course's :class:`~etlib.train.Trainer` (resumes what earlier notebooks trained)."""
         from etlib.emoface.targets import make_emotion_targets
         from etlib.train import Trainer
+        from etlib.train.sync import make_sync_loss
 
-        return Trainer(
+        trainer = Trainer(
             self.subject_dir,
             run_dir or self.run_dir,
             self.preset,
             ablation=ablation,
             emotion_targets=make_emotion_targets(),
         )
+        # L_sync needs a SyncNet: the pretrained expert, or the one notebook 05 trains on this subject.
+        trainer.use_sync_loss(make_sync_loss(trainer.data, self.output_dir / "syncnet.pt"))
+        return trainer

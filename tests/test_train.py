@@ -106,3 +106,27 @@ def test_unprocessed_subject_gives_a_clear_error(tmp_path):
     (tmp_path / "meta.json").write_text('{"n_frames": 3, "steps": {"frames": {}}}')
     with pytest.raises(FileNotFoundError, match="not fully preprocessed"):
         Trainer(tmp_path, tmp_path / "run", "smoke", progress=False)
+
+
+def test_sync_loss_term_reaches_the_mouth_network(smoke_subject, tmp_path):
+    """Eq. 9 on a 5-frame render driven by speech: finite, and its gradient reaches f_M."""
+    import numpy as np
+
+    from etlib.audio.syncnet import PRESET_SYNCNET, SyncNet
+    from etlib.train.sync import SyncLossTerm
+
+    trainer = Trainer(smoke_subject.root, tmp_path / "run", "smoke", progress=False)
+    torch.manual_seed(0)
+    syncnet = SyncNet(PRESET_SYNCNET["smoke"], name="syncnet:random-test")
+    tone = np.sin(np.linspace(0, 2000, 16000)).astype(np.float32) * 0.3
+    term = SyncLossTerm(syncnet, trainer.data, [tone], every=2)
+    assert term.applies(0) and not term.applies(1)
+    rng = np.random.default_rng(0)
+    for _ in range(2):  # both sources: the subject's own audio and the clip
+        trainer.model.zero_grad(set_to_none=True)
+        loss = term(trainer.model, "mouth_network", 5, rng, deform_face=False)
+        assert torch.isfinite(loss) and loss > 0
+        loss.backward()
+        grads = [p.grad for p in trainer.model.f_M.parameters() if p.grad is not None]
+        assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+    assert all(p.grad is None for p in syncnet.parameters())  # the SyncNet stays frozen

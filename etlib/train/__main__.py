@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", nargs="*", choices=STAGE_NAMES, help="run only these stages")
     parser.add_argument("--ablation", default="full", choices=Ablation.NAMES, help="a Table 4 variant")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--syncnet", help="a SyncNet trained on this subject (etlib.audio.evaluate) for L_sync")
     parser.add_argument("--no-eval", action="store_true", help="skip the test-split metrics at the end")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -31,8 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         progress=not args.quiet,
         emotion_targets=default_emotion_targets(),
-        sync_loss=None,
     )
+    from etlib.train.sync import make_sync_loss
+
+    trainer.use_sync_loss(make_sync_loss(trainer.data, args.syncnet))
     state = trainer.run(args.stages)
     if not args.no_eval and state["completed"] and state["completed"][-1] == STAGE_NAMES[-1]:
         metrics = evaluate_run(trainer)

@@ -47,11 +47,16 @@ class EmotionTargets(Protocol):
 
 
 class SyncLoss(Protocol):
-    """L_sync of Eq. 9 on a rendered frame (H, W, 3) and the audio of that frame (its index in ``audio``)."""
+    """L_sync of Eq. 9 (see :class:`etlib.train.sync.SyncLossTerm`): renders a 5-frame window driven by
+    speech and compares SyncNet's image and audio embeddings."""
 
     name: str
 
-    def __call__(self, rendered: torch.Tensor, landmarks: np.ndarray, frame_index: int) -> torch.Tensor: ...
+    def applies(self, iteration: int) -> bool: ...
+
+    def __call__(
+        self, model: EmoTalkingGaussian, stage_name: str, sample_index: int, rng: np.random.Generator, deform_face: bool
+    ) -> torch.Tensor: ...
 
 
 # --------------------------------------------------------------------------------------------------
@@ -157,6 +162,11 @@ class Trainer:
         self.state = self._load_or_create_state()
         self.model = self._load_or_create_model()
         self.history: list[dict[str, float]] = self._read_history()
+
+    def use_sync_loss(self, term: SyncLoss | None) -> None:
+        """Set L_sync after construction (its SyncNet needs this trainer's subject data); ignored when the
+        ablation has no sync loss."""
+        self.sync = term if self.ablation.sync_loss else None
 
     # -- run bookkeeping ---------------------------------------------------------------------------
     def _load_or_create_state(self) -> dict[str, Any]:
@@ -289,10 +299,11 @@ class Trainer:
             "dn": (w_dn, losses.residual_norm(layer.dn)),
         }
 
-    def _sync_term(self, rendered, sample: Sample, weight: float) -> dict[str, Any]:
-        if self.sync is None or weight == 0:
+    def _sync_term(self, stage: Stage, s: Sample, weight: float, rng: np.random.Generator, it: int) -> dict[str, Any]:
+        if self.sync is None or weight == 0 or not self.sync.applies(it):
             return {}
-        return {"sync": (weight, self.sync(rendered, sample.landmarks.numpy(), sample.index))}
+        deform_face = stage.name != "mouth_network" or "face_network" in self.state["completed"]
+        return {"sync": (weight, self.sync(self.model, stage.name, s.index, rng, deform_face))}
 
     def _emotion_target(self, sample: Sample, rng: np.random.Generator):
         """Half the time the frame itself at its measured emotion, else g_LEF's image at a random e (S4.1)."""
@@ -318,7 +329,9 @@ class Trainer:
             torch.from_numpy(normal),
         )
 
-    def stage_loss(self, stage: Stage, s: Sample, rng: np.random.Generator) -> tuple[torch.Tensor, dict, dict]:
+    def stage_loss(
+        self, stage: Stage, s: Sample, rng: np.random.Generator, it: int = 0
+    ) -> tuple[torch.Tensor, dict, dict]:
         """Total loss, its weighted terms, and the rasterizer meta of the optimised layer."""
         m, w = self.model, stage.weights
         if stage.name == "mouth_canonical":  # Eq. S11
@@ -334,7 +347,7 @@ class Trainer:
         elif stage.name == "mouth_network":  # Eq. S12
             out = m.render_layer(m.mouth_layer(s.cond), s.camera)
             terms = self._image_terms(out.color, s.image * s.mouth_mask, w.beta1_dssim, w.beta2_lpips)
-            terms |= self._sync_term(out.color, s, w.beta6_sync)
+            terms |= self._sync_term(stage, s, w.beta6_sync, rng, it)
         elif stage.name == "face_network":  # Eq. S14
             layer = m.face_layer(s.cond, emotion=False)
             out = m.render_layer(layer, s.camera, normals=self.ablation.normal_loss)
@@ -342,7 +355,7 @@ class Trainer:
             terms |= self._normal_terms(
                 out, s.normal, s.face_mask, layer, w.beta3_normal_l1, w.beta4_normal_tv, w.beta5_normal_residual
             )
-            terms |= self._sync_term(out.color, s, w.beta6_sync)
+            terms |= self._sync_term(stage, s, w.beta6_sync, rng, it)
         elif stage.name == "emotion_network":  # Eq. S15
             va, image, mask, normal = self._emotion_target(s, rng)
             cond = self.data.condition(s.index, va=va)
@@ -352,7 +365,7 @@ class Trainer:
             terms |= self._normal_terms(
                 out, normal, mask, layer, w.beta3_normal_l1, w.beta4_normal_tv, w.beta5_normal_residual
             )
-            terms |= self._sync_term(out.color, s, w.beta6_sync)
+            terms |= self._sync_term(stage, s, w.beta6_sync, rng, it)
         elif stage.name == "finetune":  # Eq. S16 on the composite of Eq. S10
             frame = m(s.camera, s.cond, s.background)
             out = frame.face
@@ -430,7 +443,7 @@ class Trainer:
                 for group in opt.param_groups:
                     group["lr"] = group["base_lr"] * decay
             sample = self.data.sample(int(rng.choice(self.data.train_ids)))
-            total, terms, meta = self.stage_loss(stage, sample, rng)
+            total, terms, meta = self.stage_loss(stage, sample, rng, it)
             if densifier is not None:
                 densifier.step_pre_backward(it, meta)
             total.backward()
@@ -452,7 +465,9 @@ class Trainer:
         self.state.setdefault("terms_dropped", {})
         if not self.lpips.available:
             self.state["terms_dropped"]["lpips"] = f"unavailable: {self.lpips.reason}"
-        if self.sync is None:
+        if self.sync is not None:
+            self.state["sync"] = self.sync.name
+        else:
             self.state["terms_dropped"]["sync"] = (
                 "disabled by the ablation" if not self.ablation.sync_loss else "no SyncNet given"
             )
