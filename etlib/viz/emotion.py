@@ -135,28 +135,45 @@ def generate_at_points(generator, faces: FaceSamples, points=S6_POINTS) -> list[
 
 
 @torch.no_grad()
-def judge_va(judge, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], margin: float = 0.2) -> np.ndarray:
-    """``[N, 2]`` (valence, arousal) of uint8 face images by the emotion judge (EmoNet or its FER counterpart),
-    each cropped square around its landmarks (:func:`etlib.emoface.judge.crop_face`)."""
+def judge_faces(judge, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], margin: float = 0.2):
+    """The emotion judge (EmoNet or its FER counterpart) on uint8 face images, each cropped square around its
+    landmarks (:func:`etlib.emoface.judge.crop_face`); returns its :class:`~etlib.emoface.judge.JudgeOutput`."""
     crops = np.stack([crop_face(np.asarray(im), lm, margin=margin, size=256) for im, lm in zip(images, landmarks)])
     device = next(judge.parameters()).device
-    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255).to(device)
-    return judge(x).va.cpu().numpy().astype(np.float64)
+    return judge(torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255).to(device))
+
+
+def judge_va(judge, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], margin: float = 0.2) -> np.ndarray:
+    """``[N, 2]`` (valence, arousal) of :func:`judge_faces`."""
+    return judge_faces(judge, images, landmarks, margin).va.cpu().numpy().astype(np.float64)
 
 
 def va_agreement(predicted: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    """V-RMSE, A-RMSE (Eq. S17) and V-SA, A-SA (Eq. S18) of predicted against target ``[N, 2]`` valence/arousal."""
+    """V-RMSE, A-RMSE (Eq. S17) and V-SA, A-SA (Eq. S18) of predicted against target ``[N, 2]`` valence/arousal
+    (:mod:`etlib.metrics`)."""
+    from etlib.metrics import sign_agreement, va_rmse
+
     pred, true = np.asarray(predicted, np.float64), np.asarray(target, np.float64)
     if pred.shape != true.shape or pred.ndim != 2 or pred.shape[1] != 2:
         raise ValueError(f"predicted and target must both be [N, 2] (valence, arousal), got {pred.shape}, {true.shape}")
-    rmse = np.sqrt(((pred - true) ** 2).mean(axis=0))
-    sign_agree = (np.sign(pred) == np.sign(true)).mean(axis=0)
     return {
-        "V-RMSE": float(rmse[0]),
-        "A-RMSE": float(rmse[1]),
-        "V-SA": float(sign_agree[0]),
-        "A-SA": float(sign_agree[1]),
+        "V-RMSE": va_rmse(pred[:, 0], true[:, 0]),
+        "A-RMSE": va_rmse(pred[:, 1], true[:, 1]),
+        "V-SA": sign_agreement(pred[:, 0], true[:, 0]),
+        "A-SA": sign_agreement(pred[:, 1], true[:, 1]),
     }
+
+
+def emotion_scores(judged, points: Sequence[tuple[float, float, str]]) -> dict[str, float]:
+    """The emotion metrics of Table 3 / S6 for judged images made at ``points`` ``(valence, arousal, label)``:
+    :func:`va_agreement` plus E-Acc, the top-3 accuracy of the paper's labels (:func:`etlib.metrics.top3_accuracy`;
+    the FER judge has no "contempt" class, so those points count as misses)."""
+    from etlib.metrics import top3_accuracy
+
+    target = np.array([[v, a] for v, a, _ in points], np.float64)
+    scores = va_agreement(judged.va.cpu().numpy(), target)
+    scores["E-Acc"] = top3_accuracy(judged.probs, judged.class_names, [label for _, _, label in points]).accuracy
+    return scores
 
 
 def va_table(rows: Sequence[GeneratedRow], source_va: np.ndarray, generated_va: np.ndarray) -> list[dict[str, str]]:
@@ -355,7 +372,7 @@ def face_crops(faces: FaceSamples, size: int, margin: float = 0.2) -> tuple[torc
     return images, torch.tensor(np.stack(lips), dtype=torch.float32)
 
 
-def fit_generator_to_faces(generator, images: torch.Tensor, steps: int, lr: float = 0.01, latent_lr: float = 0.05):
+def fit_generator_to_faces(generator, images: torch.Tensor, steps: int, lr: float = 0.02, latent_lr: float = 0.05):
     """Fit a StyleGAN2's synthesis network and one W+ code per image jointly to ``images`` (an auto-decoder),
     by the multi-scale pixel MSE; returns the codes ``W [N, num_ws, D]`` and the loss history.
 
@@ -642,9 +659,9 @@ def plot_cloning_rows(rows: Sequence[CloningRow]):
     return axes
 
 
-def plot_seam_zoom(rows: Sequence[CloningRow], region: str = "eye_right", pad: int = 6, zoom: int = 4):
-    """Magnified crops around one cloned rectangle: source, cut-and-paste and seamless cloning (nearest
-    neighbour, so seams show as they are); the rectangle's outline dashed."""
+def plot_seam_zoom(rows: Sequence[CloningRow], region: str = "eye_right", pad: int = 6):
+    """Magnified crops around one cloned rectangle: source (the rectangle dashed), cut-and-paste and seamless
+    cloning (nearest neighbour, so seams show as they are)."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(rows), 3, figsize=(9, 2.6 * len(rows)), squeeze=False)
@@ -658,8 +675,9 @@ def plot_seam_zoom(rows: Sequence[CloningRow], region: str = "eye_right", pad: i
             ax_row, (("source", row.source), ("cut-and-paste", row.paste.image), ("seamless", row.seamless.image))
         ):
             ax.imshow(img[ys, xs], interpolation="nearest")
-            _draw_rects(ax, {region: row.paste.rects[region]}, (xs.start, ys.start), "yellow")
-            ax.patches[-1].set_linestyle("--")
+            if title == "source":  # outline on the source only: on the composites it would hide the seam
+                _draw_rects(ax, {region: row.paste.rects[region]}, (xs.start, ys.start), "yellow")
+                ax.patches[-1].set_linestyle("--")
             ax.set_title(f"{title} ({row.label}, {region})", fontsize=8)
             ax.axis("off")
     fig.tight_layout()
