@@ -509,13 +509,13 @@ class Trainer:
         return self.state
 
     def plot_losses(self) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        """``RUN/losses.png``: one panel per stage. Drawn on a bare Figure (no pyplot), so it neither
+        switches a notebook's backend nor shows up in its output."""
+        from matplotlib.figure import Figure
 
         stages = [s for s in STAGE_NAMES if any(r["stage"] == s for r in self.history)]
-        fig, axes = plt.subplots(1, max(1, len(stages)), figsize=(3.2 * max(1, len(stages)), 2.8), squeeze=False)
+        fig = Figure(figsize=(3.2 * max(1, len(stages)), 2.8))
+        axes = fig.subplots(1, max(1, len(stages)), squeeze=False)
         for ax, name in zip(axes[0], stages):
             rows = [r for r in self.history if r["stage"] == name]
             ax.plot([r["iteration"] for r in rows], [r["loss"] for r in rows], lw=0.8)
@@ -525,15 +525,4 @@ class Trainer:
         fig.tight_layout()
         path = self.run_dir / "losses.png"
         fig.savefig(path, dpi=90)
-        plt.close(fig)
         return path
-
-
-def default_emotion_targets() -> EmotionTargets | None:
-    """g_LEF with seamless cloning when available (etlib.emoface), else None (the stage then trains on the
-    frames at their measured emotion only, and ``state.json`` says so)."""
-    try:
-        from etlib.emoface.targets import make_emotion_targets
-    except ImportError:
-        return None
-    return make_emotion_targets()

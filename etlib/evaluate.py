@@ -1,0 +1,940 @@
+"""The paper's evaluation (Sec. 4, S6): Tables 1-4 for a trained run, with the backend behind every number.
+
+    python -m etlib.evaluate --subject DIR --run RUN --out OUT [--emotion-subject DIR] \
+        [--ablation-runs no_normal_loss=RUN2 ...] [--audio speech.wav ...] [--syncnet syncnet.pt]
+
+* Table 1, self-reconstruction (test split, its own audio, AUs and V/A): PSNR, SSIM, LPIPS, LMD,
+  Sync-E/C, AUE-U/AUE-L, FPS for "Ours" and "Ours w/o Emo. branch" (the same model, emotion branch off).
+* Table 2, cross-domain audio: Sync-E/C on speech the subject never said (the S5 sentences through TTS,
+  and any ``--audio`` files).
+* Table 3, emotion-conditioned (S6): the 12 valence/arousal points; V-RMSE, A-RMSE (Eq. S17), V-SA, A-SA
+  (Eq. S18) and top-3 E-Acc from the emotion judge on face crops of the renders; "Ours" is driven by V/A,
+  the AU baseline is the model without its emotion branch driven by action units read off the offline
+  generator's emotional images (the paper's protocol for methods that cannot take V/A).
+* Table 4, ablations: LPIPS, Sync-C and E-Acc of each variant run.
+
+Writes ``OUT/tables.md``, ``OUT/table{1..4}.csv``, ``OUT/report.json`` and plots ``OUT/*.png``.
+Numbers from offline counterparts (the FER judge, a SyncNet trained on the subject, landmark-geometry AUs)
+are not the paper's numbers: every row names what produced it, and what cannot be measured says
+``unavailable: <why>`` instead of a stand-in value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from etlib.config import S6_POINTS
+from etlib.preprocess.action_units import AU_NAMES, UPPER_FACE_AUS, au_from_landmarks, neutral_reference
+from etlib.talking.model import Ablation
+
+FPS = 25.0
+SAMPLE_RATE = 16000
+SAMPLES_PER_FRAME = int(SAMPLE_RATE / FPS)
+
+#: Table 4's rows in the paper's order, with its labels.
+ABLATION_LABELS: dict[str, str] = {
+    "no_normal_loss": "Ours w/o L_normal",
+    "no_sync_loss": "Ours w/o L_sync",
+    "combined_face_branch": "Combined face b.",
+    "no_emotion_branch": "Ours w/o emo. b.",
+    "full": "Ours",
+}
+
+#: The paper's Tables 1-4 (Macron, Obama, Lieu, May averages; 512 px; pretrained SyncNet, EmoNet, OpenFace).
+PAPER_TABLES: dict[str, list[dict[str, Any]]] = {
+    "table1": [
+        {"Method": "Ground truth", "PSNR": None, "SSIM": 1, "LPIPS": 0, "LMD": 0, "Sync-E": 6.546, "Sync-C": 7.827,
+         "AUE-U": 0, "AUE-L": 0, "FPS": None},
+        {"Method": "ER-NeRF", "PSNR": 33.06, "SSIM": 0.935, "LPIPS": 0.0274, "LMD": 3.110, "Sync-E": 8.443,
+         "Sync-C": 5.554, "AUE-U": 0.779, "AUE-L": 0.565, "FPS": 34},
+        {"Method": "GaussianTalker", "PSNR": 33.02, "SSIM": 0.939, "LPIPS": 0.0333, "LMD": 3.206, "Sync-E": 8.554,
+         "Sync-C": 5.741, "AUE-U": 0.766, "AUE-L": 0.523, "FPS": 121},
+        {"Method": "TalkingGaussian", "PSNR": 33.64, "SSIM": 0.940, "LPIPS": 0.0256, "LMD": 2.610, "Sync-E": 8.129,
+         "Sync-C": 5.919, "AUE-U": 0.279, "AUE-L": 0.550, "FPS": 108},
+        {"Method": "Ours w/o Emo. branch", "PSNR": 33.87, "SSIM": 0.944, "LPIPS": 0.0255, "LMD": 2.557,
+         "Sync-E": 7.750, "Sync-C": 6.270, "AUE-U": 0.207, "AUE-L": 0.515, "FPS": 107},
+        {"Method": "Ours", "PSNR": 33.78, "SSIM": 0.943, "LPIPS": 0.0267, "LMD": 2.638, "Sync-E": 7.702,
+         "Sync-C": 6.279, "AUE-U": 0.278, "AUE-L": 0.520, "FPS": 101},
+    ],
+    "table2": [
+        {"Method": "Ground truth", "A Sync-E": 7.589, "A Sync-C": 7.158, "B Sync-E": 7.398, "B Sync-C": 7.112},
+        {"Method": "ER-NeRF", "A Sync-E": 9.960, "A Sync-C": 4.305, "B Sync-E": 9.397, "B Sync-C": 4.938},
+        {"Method": "GaussianTalker", "A Sync-E": 10.208, "A Sync-C": 4.375, "B Sync-E": 9.419, "B Sync-C": 5.001},
+        {"Method": "TalkingGaussian", "A Sync-E": 9.369, "A Sync-C": 4.835, "B Sync-E": 9.009, "B Sync-C": 5.261},
+        {"Method": "Ours", "A Sync-E": 9.262, "A Sync-C": 4.930, "B Sync-E": 8.746, "B Sync-C": 5.426},
+    ],
+    "table3": [
+        {"Method": "Ground truth", "Sync-E": 7.830, "Sync-C": 7.042},
+        {"Method": "ER-NeRF", "Sync-E": 10.109, "Sync-C": 4.225, "V-RMSE": 0.479, "A-RMSE": 0.502, "V-SA": 0.500,
+         "A-SA": 0.500, "E-Acc": 27.3},
+        {"Method": "GaussianTalker", "Sync-E": 10.243, "Sync-C": 4.539, "V-RMSE": 0.491, "A-RMSE": 0.503,
+         "V-SA": 0.500, "A-SA": 0.500, "E-Acc": 22.9},
+        {"Method": "TalkingGaussian", "Sync-E": 9.580, "Sync-C": 4.779, "V-RMSE": 0.467, "A-RMSE": 0.474,
+         "V-SA": 0.515, "A-SA": 0.500, "E-Acc": 29.1},
+        {"Method": "Ours", "Sync-E": 9.082, "Sync-C": 5.152, "V-RMSE": 0.352, "A-RMSE": 0.383, "V-SA": 0.766,
+         "A-SA": 0.637, "E-Acc": 46.6},
+    ],
+    "table4": [
+        {"Method": "Ours w/o L_normal", "LPIPS": 0.0274, "Sync-C": 6.090, "E-Acc": 45.4},
+        {"Method": "Ours w/o L_sync", "LPIPS": 0.0269, "Sync-C": 5.925, "E-Acc": 46.1},
+        {"Method": "Combined face b.", "LPIPS": 0.0253, "Sync-C": 4.489, "E-Acc": 42.1},
+        {"Method": "Ours w/o emo. b.", "LPIPS": 0.0255, "Sync-C": 6.270, "E-Acc": 25.3},
+        {"Method": "Ours", "LPIPS": 0.0267, "Sync-C": 6.279, "E-Acc": 46.6},
+    ],
+}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------
+# Settings and backends
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How much of each scenario to render (CPU time grows with every number here).
+
+    ``max_test_frames`` caps Table 1 at the first N test frames (a contiguous block, so SyncNet windows stay
+    whole; None: the whole test split); ``tts_sentences`` S5 sentences make Table 2; ``frames_per_point``
+    frames at each of the 12 S6 points make one continuous Table 3 clip; ``au_sources`` training frames feed
+    the offline generator for the AU baseline; ``emotion_clip_frames`` frames of ``--emotion-subject``;
+    ``max_audio_seconds`` trims each Table 2 clip (None: whole sentences).
+    """
+
+    max_test_frames: int | None = None
+    tts_sentences: int = 2
+    frames_per_point: int = 10
+    au_sources: int = 3
+    emotion_clip_frames: int = 40
+    fps_iters: int = 10
+    max_audio_seconds: float | None = None
+
+
+#: Per preset: smoke fits a CI notebook (<= 90 s), quick a 5-minute one on 2 CPU cores.
+SETTINGS: dict[str, EvalSettings] = {
+    "smoke": EvalSettings(None, 1, 2, 1, 8, 2, 1.2),
+    "quick": EvalSettings(48, 1, 5, 3, 12, 5, 2.0),
+    "paper": EvalSettings(None, 10, 25, 5, 200, 50),
+}
+
+
+def settings_for(preset: str) -> EvalSettings:
+    if preset not in SETTINGS:
+        raise ValueError(f"no evaluation settings for preset {preset!r}; choose one of {', '.join(SETTINGS)}")
+    return SETTINGS[preset]
+
+
+@dataclass
+class Backends:
+    """What produces the numbers: the emotion judge, the SyncNet (or why there is none), LPIPS (or why not),
+    the landmark detector, the AU extractor and the device that rendered."""
+
+    judge: Any
+    syncnet: Any | None
+    syncnet_status: str
+    lpips: Any | None
+    lpips_status: str
+    detector: Any
+    device: str = "CPU"
+
+    def describe(self) -> dict[str, str]:
+        threads = torch.get_num_threads()
+        return {
+            "judge": self.judge.name if self.judge is not None else "none",
+            "syncnet": self.syncnet_status,
+            "lpips": self.lpips_status,
+            "landmarks": f"{getattr(self.detector, 'name', 'detector')} on renders upscaled to 512 px",
+            "action_units": "landmark geometry (etlib.preprocess.action_units), subject's neutral",
+            "device": f"{self.device}, {threads} torch thread{'s' if threads > 1 else ''}",
+        }
+
+
+def short_backends(desc: Mapping[str, str]) -> dict[str, str]:
+    """Compact labels of :meth:`Backends.describe` for the tables' "Backends" column (the notes and
+    ``report.json`` keep the full text)."""
+    unavailable = lambda text: text.startswith("unavailable")  # noqa: E731
+    return {
+        "judge": desc["judge"].split(" (")[0],
+        "syncnet": "none" if unavailable(desc["syncnet"]) else desc["syncnet"].split(" (")[0],
+        "lpips": "unavailable" if unavailable(desc["lpips"]) else "AlexNet",
+        "landmarks": desc["landmarks"].split(" ")[0],
+        "action_units": "landmark-geometry AUs",
+        "device": desc["device"],
+    }
+
+
+def _backend_note(desc: Mapping[str, str], keys: Sequence[str]) -> str:
+    return "Backends: " + "; ".join(f"{k}: {desc[k]}" for k in keys) + "."
+
+
+def find_syncnet(
+    path: str | Path | None = None, search: Sequence[str | Path] = (), subject: str | Path | None = None
+) -> tuple[Any | None, str]:
+    """``(syncnet, description)``: the SyncNet behind Sync-E/C, or ``(None, "unavailable: <why>")``.
+
+    Order: an explicit ``path``; Wav2Lip's pretrained lip-sync expert when its weights are in the cache;
+    ``syncnet.pt`` in one of the ``search`` folders (the course writes ``output_dir/syncnet.pt``). Nothing is
+    trained or downloaded here.
+    """
+    from etlib.audio.syncnet import load_lipsync_expert, load_syncnet
+    from etlib.weights import is_present
+
+    if path is not None:
+        net = load_syncnet(path)
+        return net, f"{net.name} ({path})"
+    if is_present("lipsync_expert"):
+        net = load_lipsync_expert()
+        return net, f"{net.name} (Wav2Lip's pretrained expert)"
+    for folder in search:
+        candidate = Path(folder) / "syncnet.pt"
+        if candidate.exists():
+            net = load_syncnet(candidate)
+            return net, f"{net.name} ({candidate})"
+    return None, "unavailable: no SyncNet for this subject"
+
+
+def make_backends(syncnet_path=None, syncnet_search: Sequence[str | Path] = (), judge: str = "auto") -> Backends:
+    """The default backends: the judge of :func:`etlib.emoface.judge.get_judge`, :func:`find_syncnet`,
+    LPIPS when its weights are present, dlib's 68 landmarks."""
+    from etlib.emoface.judge import get_judge
+    from etlib.metrics import try_lpips
+    from etlib.preprocess.landmarks import DlibLandmarks
+
+    syncnet, sync_status = find_syncnet(syncnet_path, syncnet_search)
+    lpips, lpips_reason = try_lpips()
+    lpips_status = lpips_reason if lpips is not None else lpips_reason.removeprefix("LPIPS ")
+    device = "CUDA" if torch.cuda.is_available() else "CPU"
+    return Backends(get_judge(judge), syncnet, sync_status, lpips, lpips_status, DlibLandmarks(), device)
+
+
+# ------------------------------------------------------------------------------------------------
+# Metric pieces (pure functions: unit-tested on synthetic inputs)
+# ------------------------------------------------------------------------------------------------
+
+
+def upper_au_condition(aus: np.ndarray) -> np.ndarray:
+    """(T, 14) AU intensities (0-5, ``AU_NAMES`` order) -> (T, 7) model condition ``u``: the upper-face AUs
+    in ``UPPER_FACE_AUS`` order divided by 5 (as :class:`etlib.train.data.SubjectFrames` builds ``cond.au``)."""
+    aus = np.asarray(aus, dtype=np.float32)
+    if aus.ndim != 2 or aus.shape[1] != len(AU_NAMES):
+        raise ValueError(f"expected (T, {len(AU_NAMES)}) AU intensities in AU_NAMES order, got {aus.shape}")
+    return aus[:, [AU_NAMES.index(n) for n in UPPER_FACE_AUS]] / 5.0
+
+
+def au_errors(pred_landmarks: np.ndarray, true_landmarks: np.ndarray, neutral: dict[str, float]) -> dict[str, Any]:
+    """AUE-U / AUE-L (Table 1) between AUs read from two (T, 68, 2) landmark sequences with the same
+    ``neutral`` (the subject's :func:`neutral_reference`); frames with NaN landmarks in either are skipped."""
+    from etlib.metrics import aue
+
+    ok = np.isfinite(pred_landmarks).all(axis=(1, 2)) & np.isfinite(true_landmarks).all(axis=(1, 2))
+    if not ok.any():
+        return {"aue_u": "unavailable: no face detected", "aue_l": "unavailable: no face detected", "frames": 0}
+    pred = au_from_landmarks(pred_landmarks[ok], neutral)
+    true = au_from_landmarks(true_landmarks[ok], neutral)
+    err = aue(dict(zip(AU_NAMES, pred.T)), dict(zip(AU_NAMES, true.T)))
+    return {"aue_u": err.upper, "aue_l": err.lower, "frames": int(ok.sum())}
+
+
+def emotion_metrics(
+    pred_va: np.ndarray,
+    target_va: np.ndarray,
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    labels: Sequence[str],
+) -> dict[str, Any]:
+    """V-RMSE / A-RMSE (Eq. S17), V-SA / A-SA (Eq. S18) and top-3 E-Acc (%, S6) of N judged frames.
+
+    ``pred_va`` (N, 2): the judge's valence/arousal; ``target_va`` (N, 2): the conditioning point of each
+    frame; ``probs`` (N, C) over ``class_names``; ``labels``: the paper's label of each frame's point.
+    """
+    from etlib.metrics import sign_agreement, top3_accuracy, va_rmse
+
+    pred, target = np.asarray(pred_va, np.float64), np.asarray(target_va, np.float64)
+    if pred.shape != target.shape or pred.ndim != 2 or pred.shape[1] != 2:
+        raise ValueError(f"pred_va and target_va must both be (N, 2), got {pred.shape} and {target.shape}")
+    acc = top3_accuracy(probs, class_names, labels)
+    return {
+        "v_rmse": va_rmse(pred[:, 0], target[:, 0]),
+        "a_rmse": va_rmse(pred[:, 1], target[:, 1]),
+        "v_sa": sign_agreement(pred[:, 0], target[:, 0]),
+        "a_sa": sign_agreement(pred[:, 1], target[:, 1]),
+        "e_acc": 100.0 * acc.accuracy,
+        "e_acc_reachable": None if acc.reachable_accuracy is None else 100.0 * acc.reachable_accuracy,
+        "e_acc_unreachable_frames": acc.n_unreachable,
+        "frames": len(pred),
+    }
+
+
+def s6_schedule(frames_per_point: int, points=S6_POINTS) -> tuple[np.ndarray, list[str]]:
+    """Per-frame (N, 2) targets and labels of one clip that holds each S6 point for ``frames_per_point``."""
+    if frames_per_point < 1:
+        raise ValueError(f"frames_per_point must be >= 1, got {frames_per_point}")
+    va = np.repeat(np.array([(v, a) for v, a, _ in points], np.float32), frames_per_point, axis=0)
+    labels = [label for _, _, label in points for _ in range(frames_per_point)]
+    return va, labels
+
+
+def clip_sync(frames: np.ndarray, landmarks: np.ndarray, audio: np.ndarray, syncnet) -> dict[str, Any]:
+    """Sync-E / Sync-C / AV offset of a clip: (T, H, W, 3) uint8 frames, the (T, 68, 2) landmarks that place
+    the face box, the clip's 16 kHz audio. ``syncnet=None`` gives "unavailable" cells."""
+    if syncnet is None:
+        reason = "unavailable: no SyncNet for this subject"
+        return {"sync_e": reason, "sync_c": reason, "av_offset": None, "windows": 0}
+    from etlib.audio.features import log_mel
+    from etlib.audio.sync_metrics import mouth_crops, sync_scores
+
+    if len(frames) < 5:
+        reason = f"unavailable: {len(frames)} frames, SyncNet needs 5"
+        return {"sync_e": reason, "sync_c": reason, "av_offset": None, "windows": 0}
+    crops = mouth_crops(frames, landmarks, out_hw=tuple(syncnet.config.face_hw))
+    scores = sync_scores(crops, log_mel(audio, SAMPLE_RATE), syncnet, FPS)
+    return {
+        "sync_e": scores.sync_e,
+        "sync_c": scores.sync_c,
+        "av_offset": scores.av_offset,
+        "windows": scores.n_windows,
+        "mean_distances": scores.mean_distances.tolist(),
+    }
+
+
+def audio_of_frames(audio: np.ndarray, first: int, n: int) -> np.ndarray:
+    """The 16 kHz samples of video frames ``first .. first + n - 1`` (25 fps), zero-padded past the end."""
+    lo, hi = first * SAMPLES_PER_FRAME, (first + n) * SAMPLES_PER_FRAME
+    out = np.zeros(hi - lo, np.float32)
+    part = np.asarray(audio[lo:hi], np.float32)
+    out[: len(part)] = part
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Rendering helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def _to_uint8(images: Sequence[np.ndarray]) -> np.ndarray:
+    return (np.clip(np.stack(images), 0, 1) * 255).round().astype(np.uint8)
+
+
+def render_driven(
+    model,
+    data,
+    audio: np.ndarray,
+    va: np.ndarray | None = None,
+    au: np.ndarray | None = None,
+    emotion: bool = True,
+    progress: bool = False,
+    desc: str = "render",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render a clip driven by new 16 kHz ``audio`` (as :mod:`etlib.render`: poses and backgrounds loop over
+    the training frames), per-frame ``va`` (T, 2) and optional ``au`` (T, 7) overrides of ``cond.au``.
+
+    Returns (T, H, W, 3) float frames in [0, 1] and the (T, 68, 2) tracked landmarks of the pose frames.
+    """
+    from etlib.audio.features import per_frame_features
+    from etlib.train.evaluate import render_frame
+
+    feats = per_frame_features(audio, SAMPLE_RATE, FPS)
+    n = len(feats) if va is None else len(va)
+    ids = [data.train_ids[t % len(data.train_ids)] for t in range(n)]
+    frames = []
+    for t in tqdm(range(n), desc=desc, disable=not progress):
+        i = ids[t]
+        cond = data.condition(i, va=None if va is None else va[t], audio=feats, audio_index=min(t, len(feats) - 1))
+        if au is not None:
+            cond.au = torch.as_tensor(au[t], dtype=torch.float32)
+        frames.append(render_frame(model, data, i, cond, emotion=emotion))
+    return np.stack(frames), data.landmarks[ids]
+
+
+def judge_frames(judge, frames: np.ndarray, landmarks: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
+    """The emotion judge on square face crops (``crop_face``, 20 % margin) of (T, H, W, 3) [0, 1] frames."""
+    from etlib.emoface.judge import crop_face
+
+    crops = np.stack([crop_face(f.astype(np.float32), lm, margin=0.2, size=128) for f, lm in zip(frames, landmarks)])
+    va, probs = [], []
+    with torch.no_grad():
+        for lo in range(0, len(crops), batch):
+            x = torch.from_numpy(np.clip(crops[lo : lo + batch], 0, 1)).permute(0, 3, 1, 2).float()
+            out = judge(x)
+            va.append(out.va.numpy())
+            probs.append(out.probs.numpy())
+    return {"va": np.concatenate(va), "probs": np.concatenate(probs), "class_names": list(judge.class_names)}
+
+
+# ------------------------------------------------------------------------------------------------
+# Table 1: self-reconstruction
+# ------------------------------------------------------------------------------------------------
+
+
+def self_reconstruction(
+    model,
+    data,
+    backends: Backends,
+    ids: Sequence[int] | None = None,
+    fps_iters: int = 10,
+    progress: bool = True,
+    baselines: bool = True,
+) -> dict[str, Any]:
+    """Table 1 on frames ``ids`` (default the test split; must be consecutive for SyncNet): rows "Ground
+    truth", "Ours w/o Emo. branch" (emotion branch off) and "Ours" (only "Ours" without ``baselines``).
+    Landmarks for LMD and the AUs are found by the same detector on the renders and on the real frames (as
+    OpenFace runs on both in the paper)."""
+    from etlib.io import read_audio
+    from etlib.metrics import fps, lmd, psnr, ssim
+    from etlib.train.evaluate import detect_landmarks, render_frame
+
+    ids = list(data.test_ids if ids is None else ids)
+    if np.any(np.diff(ids) != 1):
+        raise ValueError("Table 1 needs consecutive frame indices (SyncNet reads 5-frame windows)")
+    truth = [data.subject.read_frame(i).astype(np.float32) / 255.0 for i in ids]
+    truth_u8 = _to_uint8(truth)
+    track = data.landmarks[ids]
+    audio = audio_of_frames(read_audio(data.subject.audio, sr=SAMPLE_RATE), ids[0], len(ids))
+    neutral = neutral_reference(data.landmarks[data.train_ids])
+    lm_true = detect_landmarks(truth, backends.detector)
+    nchw = lambda x: torch.from_numpy(np.ascontiguousarray(np.stack(x))).permute(0, 3, 1, 2)  # noqa: E731
+    gt = {"Method": "Ground truth", "psnr": "-", "ssim": 1.0, "lpips": 0.0, "lmd": 0.0, "aue_u": 0.0, "aue_l": 0.0}
+    gt |= clip_sync(truth_u8, track, audio, backends.syncnet) if baselines else {}
+    gt["fps"] = "-"
+    rows, renders = [gt] if baselines else [], {}
+    for label, emotion in (("Ours w/o Emo. branch", False), ("Ours", True))[0 if baselines else 1 :]:
+        pred = [render_frame(model, data, i, emotion=emotion) for i in tqdm(ids, desc=label, disable=not progress)]
+        renders[label] = _to_uint8(pred)
+        lm_pred = detect_landmarks(pred, backends.detector)
+        ok = np.isfinite(lm_pred).all(axis=(1, 2)) & np.isfinite(lm_true).all(axis=(1, 2))
+        row: dict[str, Any] = {"Method": label}
+        row["psnr"] = psnr(nchw(pred), nchw(truth))
+        row["ssim"] = ssim(nchw(pred), nchw(truth))
+        row["lpips"] = backends.lpips(nchw(pred), nchw(truth)) if backends.lpips is not None else backends.lpips_status
+        row["lmd"] = lmd(lm_pred[ok], lm_true[ok]) if ok.any() else "unavailable: no face detected"
+        row["lmd_frames"] = int(ok.sum())
+        row |= {k: v for k, v in au_errors(lm_pred, lm_true, neutral).items() if k != "frames"}
+        row |= clip_sync(renders[label], track, audio, backends.syncnet)
+        with torch.no_grad():
+            timing = fps(lambda e=emotion: render_frame(model, data, ids[0], emotion=e), warmup=1, iters=fps_iters)
+        row["fps"] = timing.fps
+        rows.append(row)
+    return {"rows": rows, "frames": ids, "renders": renders, "truth": truth_u8, "landmark_frames": int(ok.sum())}
+
+
+# ------------------------------------------------------------------------------------------------
+# Table 2: cross-domain audio
+# ------------------------------------------------------------------------------------------------
+
+
+def cross_domain_audio(
+    model,
+    data,
+    audios: Mapping[str, np.ndarray],
+    backends: Backends,
+    progress: bool = True,
+    max_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Table 2: Sync-E/C of the model speaking each 16 kHz clip in ``audios`` (name -> samples), at the
+    frames' own measured emotion (its emotion branch on); clips are cut to ``max_seconds`` if given."""
+    results = {}
+    for name, audio in audios.items():
+        audio = audio if max_seconds is None else audio[: int(max_seconds * SAMPLE_RATE)]
+        frames, track = render_driven(model, data, audio, progress=progress, desc=f"speak {name}")
+        results[name] = clip_sync(_to_uint8(frames), track, audio, backends.syncnet) | {"frames": len(frames)}
+    return {"rows": [{"Method": "Ours", **{f"{k}|{n}": v for n, r in results.items() for k, v in r.items()}}],
+            "clips": results}  # fmt: skip
+
+
+def tts_audios(n: int) -> dict[str, np.ndarray]:
+    """The first ``n`` curated sentences of Sec. S5 spoken by the offline TTS (espeak-ng)."""
+    from etlib.audio.sentences import CURATED_SENTENCES
+    from etlib.audio.tts import synthesize
+
+    return {f"TTS S5 #{s.index}": synthesize(s.text, sr=SAMPLE_RATE) for s in CURATED_SENTENCES[:n]}
+
+
+# ------------------------------------------------------------------------------------------------
+# Table 3: emotion-conditioned
+# ------------------------------------------------------------------------------------------------
+
+
+def au_baseline_conditions(
+    data, detector, n_sources: int = 3, points=S6_POINTS, generator=None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The AU baseline's condition at each S6 point (S6): the offline generator makes the subject's emotional
+    faces at the point from ``n_sources`` training frames, landmarks are detected on them, and AUs are read
+    with the subject's neutral (:func:`au_from_landmarks`); returns (P, 7) ``cond.au`` (upper-face AUs / 5)
+    averaged over the sources, and the generated images (for figures)."""
+    from etlib.emoface.offline import OfflineEmotionGenerator
+    from etlib.train.evaluate import detect_landmarks
+
+    generator = generator or OfflineEmotionGenerator()
+    neutral = neutral_reference(data.landmarks[data.train_ids])
+    sources = [data.train_ids[k] for k in np.linspace(0, len(data.train_ids) - 1, n_sources).round().astype(int)]
+    conditions, images, detected = [], [], 0
+    for v, a, _ in points:
+        gen = [generator(data.subject.read_frame(i), data.landmarks[i], v, a).image for i in sources]
+        lm = detect_landmarks([g.astype(np.float32) / 255.0 for g in gen], detector)
+        ok = np.isfinite(lm).all(axis=(1, 2))
+        detected += int(ok.sum())
+        if ok.any():
+            conditions.append(upper_au_condition(au_from_landmarks(lm[ok], neutral)).mean(0))
+        else:  # no face found on any generated image: the baseline gets the neutral AUs (zero)
+            conditions.append(np.zeros(len(UPPER_FACE_AUS), np.float32))
+        images.append(gen[0])
+    info = {"generator": generator.name, "sources": sources, "detected": detected, "images": images}
+    return np.stack(conditions).astype(np.float32), info
+
+
+def emotion_conditioned(
+    model,
+    data,
+    backends: Backends,
+    audio: np.ndarray,
+    frames_per_point: int = 10,
+    au_sources: int = 3,
+    emotion_subject: str | Path | None = None,
+    emotion_clip_frames: int = 40,
+    progress: bool = True,
+    au_baseline: bool = True,
+) -> dict[str, Any]:
+    """Table 3: one continuous clip spoken with ``audio`` (cross-domain speech, looped if short) that holds
+    each of the 12 S6 points for ``frames_per_point`` frames; rows "Ours" (V/A to the emotion branch) and
+    "AU baseline" (emotion branch off, AUs of the offline generator's images; skipped without ``au_baseline``).
+    With ``emotion_subject``,
+    PSNR against that ground-truth emotion clip (:func:`etlib.train.evaluate.evaluate_emotion_clip`)."""
+    from etlib.train.evaluate import evaluate_emotion_clip
+
+    va, labels = s6_schedule(frames_per_point)
+    n = len(va)
+    need = n * SAMPLES_PER_FRAME
+    speech = np.tile(audio, int(np.ceil(need / max(len(audio), 1))))[:need].astype(np.float32)
+    if au_baseline:
+        au_points, au_info = au_baseline_conditions(data, backends.detector, au_sources)
+    else:
+        au_points, au_info = np.zeros((len(S6_POINTS), len(UPPER_FACE_AUS)), np.float32), {}
+    au = np.repeat(au_points, frames_per_point, axis=0)
+    clip_psnr = None
+    if emotion_subject is not None:
+        clip_psnr = evaluate_emotion_clip(model, emotion_subject, max_frames=emotion_clip_frames, progress=progress)
+    rows, renders, judged = [], {}, {}
+    runs = [("Ours (V/A)", {"va": va, "emotion": True})]
+    runs += [("AU baseline (w/o Emo. b. + generator AUs)", {"va": va, "au": au, "emotion": False})] * au_baseline
+    for label, kwargs in runs:
+        frames, track = render_driven(model, data, speech, progress=progress, desc=label, **kwargs)
+        u8 = _to_uint8(frames)
+        j = judge_frames(backends.judge, frames, track)
+        row = {"Method": label} | clip_sync(u8, track, speech, backends.syncnet)
+        row |= emotion_metrics(j["va"], va, j["probs"], j["class_names"], labels)
+        if clip_psnr is None:
+            row["psnr_emotion_clip"] = "unavailable: no --emotion-subject"
+        else:
+            key = "with" if kwargs["emotion"] else "without"
+            row["psnr_emotion_clip"] = clip_psnr[f"psnr_head_{key}_emotion_branch"]
+        rows.append(row)
+        renders[label], judged[label] = u8, j
+    return {
+        "rows": rows,
+        "targets": va,
+        "labels": labels,
+        "renders": renders,
+        "judged": judged,
+        "au_baseline": {"conditions": au_points, **au_info},
+        "emotion_clip": clip_psnr,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Table 4: ablations
+# ------------------------------------------------------------------------------------------------
+
+
+def train_ablations(
+    subject: str | Path,
+    out_dir: str | Path,
+    preset: str = "smoke",
+    names: Sequence[str] = ("no_normal_loss", "no_sync_loss", "combined_face_branch", "no_emotion_branch"),
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Train each Table 4 variant as its own full run (all six stages) under ``out_dir/<name>``; completed
+    runs are resumed, not redone. Each is as expensive as the main run (smoke: tens of seconds each on a
+    CPU; quick: as long as notebooks 06-09). Returns name -> run folder."""
+    from etlib.emoface.targets import make_emotion_targets
+    from etlib.train import Trainer
+
+    runs = {}
+    for name in names:
+        Ablation.from_name(name)  # fail early on a typo
+        run = Path(out_dir) / name
+        Trainer(subject, run, preset, ablation=name, emotion_targets=make_emotion_targets(), progress=progress).run()
+        runs[name] = run
+    return runs
+
+
+def ablation_name(ablation: Ablation) -> str:
+    """The Table 4 name (``Ablation.NAMES``) of a variant."""
+    for name in Ablation.NAMES:
+        if Ablation.from_name(name) == ablation:
+            return name
+    raise ValueError(f"{ablation} is none of the Table 4 variants {Ablation.NAMES}")
+
+
+def _run_notes(run: Path) -> str:
+    state = json.loads((Path(run) / "state.json").read_text())
+    dropped = state.get("terms_dropped", {})
+    return "; ".join(f"{k} {v}" for k, v in dropped.items()) or "all loss terms used"
+
+
+def ablations(
+    subject: str | Path,
+    runs: Mapping[str, str | Path | None],
+    backends: Backends,
+    audio: np.ndarray,
+    settings: EvalSettings,
+    precomputed: Mapping[str, dict[str, Any]] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Table 4: LPIPS and Sync-C in the self-reconstruction scenario, E-Acc in the emotion-conditioned one,
+    for each variant with a run; the others say "not trained". ``precomputed`` (name -> row with lpips,
+    sync_c, e_acc) reuses numbers already measured (the main run's)."""
+    from etlib.train import load_model
+    from etlib.train.data import SubjectFrames
+
+    rows = []
+    for name, label in ABLATION_LABELS.items():
+        run = runs.get(name)
+        if precomputed and name in precomputed:
+            rows.append({"Method": label, **precomputed[name], "notes": _run_notes(run) if run else ""})
+            continue
+        if run is None:
+            rows.append({"Method": label, "lpips": "not trained", "sync_c": "not trained", "e_acc": "not trained"})
+            continue
+        model = load_model(run).eval()
+        data = SubjectFrames(subject, model.config["audio_frames"])
+        ids = _table1_ids(data, settings.max_test_frames)
+        t1 = self_reconstruction(model, data, backends, ids, fps_iters=1, progress=progress, baselines=False)
+        t3 = emotion_conditioned(model, data, backends, audio, settings.frames_per_point, progress=progress,
+                                 au_baseline=False)  # fmt: skip
+        ours, ours3 = t1["rows"][-1], t3["rows"][0]
+        rows.append({"Method": label, "lpips": ours["lpips"], "sync_c": ours["sync_c"], "e_acc": ours3["e_acc"],
+                     "notes": _run_notes(run)})  # fmt: skip
+    return {"rows": rows}
+
+
+def _table1_ids(data, max_frames: int | None) -> list[int]:
+    ids = list(data.test_ids)
+    return ids if max_frames is None else ids[:max_frames]
+
+
+# ------------------------------------------------------------------------------------------------
+# Tables: layout, markdown, csv
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Table:
+    """One table: ``columns`` are (header, keys) pairs; a cell joins its keys' values with "/"
+    (Sync-E/C as the paper prints it). CSV files keep one column per key and the full text of every
+    "unavailable: why"; markdown cells show the word before the colon and list the reasons as notes."""
+
+    name: str
+    title: str
+    columns: list[tuple[str, tuple[str, ...]]]
+    rows: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+
+def _is_reason(value: Any) -> bool:
+    """An "unavailable: why" (or "not trained") cell rather than a number or a label."""
+    return isinstance(value, str) and value.startswith(("unavailable:", "not trained"))
+
+
+def format_value(value: Any, digits: int = 3) -> str:
+    """Numbers to ``digits`` decimals, ``None`` to "-", "unavailable: why" to "unavailable", labels as they are."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value.split(":")[0] if _is_reason(value) else value
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    v = float(value)
+    return f"{v:.{digits}f}" if np.isfinite(v) else ("inf" if v > 0 else "nan")
+
+
+_DIGITS = {"psnr": 2, "fps": 1, "e_acc": 1, "psnr_emotion_clip": 2, "lpips": 4}
+
+
+def _digits(key: str) -> int:
+    return next((d for k, d in _DIGITS.items() if key.split("|")[0] == k), 3)
+
+
+def to_markdown(table: Table) -> str:
+    """The table as GitHub markdown, title first and notes after."""
+    head = "| " + " | ".join(h for h, _ in table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    lines = [f"### {table.title}", "", head, rule]
+    for row in table.rows:
+        cells = ["/".join(format_value(row.get(k), _digits(k)) for k in keys) for _, keys in table.columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    reasons = sorted({v for r in table.rows for v in r.values() if _is_reason(v) and ":" in v})
+    notes = table.notes + [f"`{r.split(':')[0]}`: {r.split(':', 1)[1].strip()}" for r in reasons]
+    if notes:
+        lines += [""] + [f"* {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    """One header row of the keys (``Method`` first), one row per table row; numbers unrounded."""
+    keys = [k for _, ks in table.columns for k in ks]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(keys)
+    for row in table.rows:
+        writer.writerow(["" if row.get(k) is None else row.get(k) for k in keys])
+    return buf.getvalue()
+
+
+def table1(result: dict[str, Any], backends: dict[str, str]) -> Table:
+    s = short_backends(backends)
+    b = f"SyncNet {s['syncnet']}; LPIPS {s['lpips']}; {s['landmarks']}; {s['action_units']}; FPS on {s['device']}"
+    rows = [r | {"backends": b} for r in result["rows"]]
+    columns = [("Method", ("Method",)), ("PSNR (↑)", ("psnr",)), ("SSIM (↑)", ("ssim",)), ("LPIPS (↓)", ("lpips",)),
+               ("LMD (↓)", ("lmd",)), ("Sync-E (↓)/C (↑)", ("sync_e", "sync_c")),
+               ("AUE-U (↓)/L (↓)", ("aue_u", "aue_l")), ("FPS", ("fps",)), ("Backends", ("backends",))]  # fmt: skip
+    ids = result["frames"]
+    notes = [f"Test frames {ids[0]}-{ids[-1]} ({len(ids)} consecutive frames); LMD in pixels at the subject's "
+             f"resolution, on {result['landmark_frames']} frames with a face found in both; FPS of one render on "
+             f"{backends['device']}.",
+             _backend_note(backends, ("syncnet", "lpips", "landmarks", "action_units", "device"))]  # fmt: skip
+    return Table("table1", "Table 1. Self-reconstruction (test split)", columns, rows, notes)
+
+
+def table2(result: dict[str, Any], backends: dict[str, str]) -> Table:
+    names = list(result["clips"])
+    rows = [r | {"backends": f"SyncNet {short_backends(backends)['syncnet']}; espeak-ng TTS"} for r in result["rows"]]
+    columns = [("Method", ("Method",))]
+    columns += [(f"{n} Sync-E (↓)/C (↑)", (f"sync_e|{n}", f"sync_c|{n}")) for n in names]
+    columns += [("Backends", ("backends",))]
+    notes = [f"{n}: {result['clips'][n]['frames']} frames" for n in names]
+    notes += ["No ground-truth row: no video of the subject saying these clips exists.",
+              _backend_note(backends, ("syncnet",))]  # fmt: skip
+    return Table("table2", "Table 2. Cross-domain audio", columns, rows, notes)
+
+
+def table3(result: dict[str, Any], backends: dict[str, str], frames_per_point: int) -> Table:
+    s = short_backends(backends)
+    rows = [r | {"backends": f"judge {s['judge']}; SyncNet {s['syncnet']}"} for r in result["rows"]]
+    columns = [("Method", ("Method",)), ("Sync-E (↓)/C (↑)", ("sync_e", "sync_c")), ("V-RMSE (↓)", ("v_rmse",)),
+               ("A-RMSE (↓)", ("a_rmse",)), ("V-SA (↑)", ("v_sa",)), ("A-SA (↑)", ("a_sa",)),
+               ("E-Acc % (↑)", ("e_acc",)), ("PSNR emotion clip (↑)", ("psnr_emotion_clip",)),
+               ("Backends", ("backends",))]  # fmt: skip
+    au = result["au_baseline"]
+    notes = [
+        f"12 S6 points x {frames_per_point} frames in one clip of cross-domain (TTS) speech.",
+        f"AU baseline: {au['generator']} on training frames {au['sources']}, landmarks found on "
+        f"{au['detected']} of {len(au['sources']) * 12} generated images, upper-face AUs as `cond.au`.",
+        _backend_note(backends, ("judge", "syncnet")),
+    ]
+    unreachable = result["rows"][0].get("e_acc_unreachable_frames", 0)
+    if unreachable:
+        notes.append(f"The judge has no class for {unreachable} of {result['rows'][0]['frames']} frames' labels "
+                     "(FER has no 'contempt'): they count as misses.")  # fmt: skip
+    if result.get("emotion_clip"):
+        notes.append("PSNR emotion clip: head region of the sample subject's emotion clip rendered at its true V/A "
+                     "(Ours) or without the emotion branch (baseline, the clip's own measured AUs).")  # fmt: skip
+    return Table("table3", "Table 3. Emotion-conditioned (S6)", columns, rows, notes)
+
+
+def table4(result: dict[str, Any], backends: dict[str, str]) -> Table:
+    s = short_backends(backends)
+    rows = [r | {"backends": f"judge {s['judge']}; SyncNet {s['syncnet']}; LPIPS {s['lpips']}"} for r in result["rows"]]
+    columns = [("Method", ("Method",)), ("LPIPS (↓)", ("lpips",)), ("Sync-C (↑)", ("sync_c",)),
+               ("E-Acc % (↑)", ("e_acc",)), ("Training notes", ("notes",)), ("Backends", ("backends",))]  # fmt: skip
+    notes = ["LPIPS and Sync-C in the self-reconstruction scenario, E-Acc in the emotion-conditioned one (Sec. 4.4).",
+             _backend_note(backends, ("judge", "syncnet", "lpips"))]  # fmt: skip
+    return Table("table4", "Table 4. Ablations", columns, rows, notes)
+
+
+# ------------------------------------------------------------------------------------------------
+# The whole evaluation
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    """Everything :func:`evaluate` measured: the four tables, the raw results and the backends."""
+
+    tables: dict[str, Table]
+    results: dict[str, dict[str, Any]]
+    backends: dict[str, str]
+    settings: EvalSettings
+    out: Path | None = None
+
+    def markdown(self) -> str:
+        return "\n".join(to_markdown(t) for t in self.tables.values())
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items() if k not in ("renders", "truth", "images", "judged")}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def evaluate(
+    subject: str | Path,
+    run: str | Path,
+    out: str | Path | None = None,
+    *,
+    emotion_subject: str | Path | None = None,
+    ablation_runs: Mapping[str, str | Path] | None = None,
+    audio_files: Sequence[str | Path] = (),
+    settings: EvalSettings | None = None,
+    backends: Backends | None = None,
+    syncnet_path: str | Path | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Tables 1-4 for the run ``run`` of ``subject``; with ``out``, write tables.md, table{1..4}.csv,
+    report.json and the plots there. Renders use one torch thread (:func:`etlib.backends.torch_threads`)."""
+    from etlib.backends import torch_threads
+
+    with torch_threads():
+        return _evaluate(subject, run, out, emotion_subject, ablation_runs or {}, audio_files, settings, backends,
+                         syncnet_path, progress)  # fmt: skip
+
+
+def _evaluate(subject, run, out, emotion_subject, ablation_runs, audio_files, settings, backends, syncnet_path,
+              progress) -> Evaluation:  # fmt: skip
+    from etlib.io import read_audio
+    from etlib.train import load_model
+    from etlib.train.data import SubjectFrames
+
+    run = Path(run)
+    state_path = run / "state.json"
+    if not state_path.exists():
+        raise FileNotFoundError(f"{run} is not a training run (no state.json); train with `python -m etlib.train`")
+    unknown = set(ablation_runs) - set(Ablation.NAMES)
+    if unknown:
+        raise ValueError(f"unknown ablation names {sorted(unknown)}; choose from {', '.join(Ablation.NAMES)}")
+    state = json.loads(state_path.read_text())
+    settings = settings or settings_for(state["preset"])
+    backends = backends or make_backends(syncnet_path, [run.parent, *([out] if out else [])])
+    desc = backends.describe()
+    model = load_model(run).eval()
+    data = SubjectFrames(subject, model.config["audio_frames"])
+
+    t1 = self_reconstruction(model, data, backends, _table1_ids(data, settings.max_test_frames),
+                             settings.fps_iters, progress)  # fmt: skip
+    audios = tts_audios(settings.tts_sentences)
+    audios |= {Path(f).stem: read_audio(f, sr=SAMPLE_RATE) for f in audio_files}
+    t2 = cross_domain_audio(model, data, audios, backends, progress, settings.max_audio_seconds)
+    speech = next(iter(audios.values()))
+    t3 = emotion_conditioned(model, data, backends, speech, settings.frames_per_point, settings.au_sources,
+                             emotion_subject, settings.emotion_clip_frames, progress)  # fmt: skip
+    ours1, ours3 = t1["rows"][-1], t3["rows"][0]
+    own = ablation_name(Ablation(**state["ablation"]))  # --run may itself be a variant: file it under its name
+    measured = {"lpips": ours1["lpips"], "sync_c": ours1["sync_c"], "e_acc": ours3["e_acc"]}
+    runs = {k: Path(v) for k, v in ablation_runs.items()} | {own: run}
+    t4 = ablations(subject, runs, backends, speech, settings, {own: measured}, progress)
+
+    tables = {
+        "table1": table1(t1, desc),
+        "table2": table2(t2, desc),
+        "table3": table3(t3, desc, settings.frames_per_point),
+        "table4": table4(t4, desc),
+    }
+    results = {"table1": t1, "table2": t2, "table3": t3, "table4": t4}
+    ev = Evaluation(tables, results, desc, settings, Path(out) if out else None)
+    if out is not None:
+        write_outputs(ev, Path(out), run_state=state)
+    return ev
+
+
+def write_outputs(ev: Evaluation, out: Path, run_state: dict[str, Any] | None = None) -> dict[str, Path]:
+    """tables.md, table{1..4}.csv, report.json and the plots (:mod:`etlib.viz.evaluation`) under ``out``."""
+    from etlib.preprocess.subject import atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"tables.md": out / "tables.md", "report.json": out / "report.json"}
+    header = "# Evaluation (Tables 1-4 of the paper, offline counterparts named per row)\n\n"
+    atomic_write_text(paths["tables.md"], header + ev.markdown())
+    for name, table in ev.tables.items():
+        paths[f"{name}.csv"] = out / f"{name}.csv"
+        atomic_write_text(paths[f"{name}.csv"], to_csv(table))
+    report = {
+        "backends": ev.backends,
+        "settings": ev.settings.__dict__,
+        "run": {k: run_state[k] for k in ("preset", "ablation", "completed", "terms_dropped") if k in run_state}
+        if run_state
+        else {},
+        "tables": {n: {"rows": t.rows, "notes": t.notes} for n, t in ev.tables.items()},
+        "results": ev.results,
+    }
+    atomic_write_text(paths["report.json"], json.dumps(_jsonable(report), indent=1, default=str))
+    from etlib.viz.evaluation import save_evaluation_plots  # figures belong to viz; only the CLI/report needs them
+
+    paths |= save_evaluation_plots(ev, out)
+    return paths
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------------------------
+
+
+def _parse_runs(items: Sequence[str]) -> dict[str, str]:
+    runs = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ValueError(f"--ablation-runs takes name=RUN pairs, got {item!r}")
+        runs[name] = path
+    return runs
+
+
+def main(argv: list[str] | None = None, print_fn: Callable[[str], None] = print) -> int:
+    parser = argparse.ArgumentParser(prog="python -m etlib.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subject", required=True, help="the processed subject the run was trained on")
+    parser.add_argument("--run", required=True, help="a training run folder (etlib.train)")
+    parser.add_argument("--out", required=True, help="where tables.md, table{1..4}.csv, report.json and plots go")
+    parser.add_argument("--emotion-subject", help="the sample subject's emotion clip, preprocessed (Table 3 PSNR)")
+    parser.add_argument("--ablation-runs", nargs="*", default=[], metavar="NAME=RUN",
+                        help=f"Table 4 variants: {', '.join(n for n in Ablation.NAMES if n != 'full')}")  # fmt: skip
+    parser.add_argument("--audio", nargs="*", default=[], help="extra speech files for Table 2 (any format)")
+    parser.add_argument("--syncnet", help="a SyncNet checkpoint (etlib.audio.syncnet.train_syncnet)")
+    parser.add_argument("--settings", help="smoke | quick | paper sizes (default: the run's preset)")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    ev = evaluate(
+        args.subject,
+        args.run,
+        args.out,
+        emotion_subject=args.emotion_subject,
+        ablation_runs=_parse_runs(args.ablation_runs),
+        audio_files=args.audio,
+        settings=settings_for(args.settings) if args.settings else None,
+        syncnet_path=args.syncnet,
+        progress=not args.quiet,
+    )
+    print_fn(ev.markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
