@@ -35,7 +35,13 @@ import numpy as np
 import torch
 
 from etlib.audio.features import SAMPLE_RATE, log_mel
-from etlib.audio.sync_metrics import SyncScores, clip_embeddings, mouth_crops, scores_from_embeddings
+from etlib.audio.sync_metrics import (
+    SyncScores,
+    clip_embeddings,
+    mouth_crops,
+    scores_from_distances,
+    scores_from_embeddings,
+)
 from etlib.audio.syncnet import (
     FRAMES_PER_WINDOW,
     PRESET_SYNCNET,
@@ -234,15 +240,7 @@ def window_scores(
         if not ok.any():
             raise ValueError(f"window {window} has no audio at offset {vshift - k}")
         mdist[k] = torch.pairwise_distance(face_emb[rows[ok]], audio_emb[audio_rows[ok]]).mean()
-    minval, minidx = torch.min(mdist, 0)
-    return SyncScores(
-        sync_e=float(minval),
-        sync_c=float(torch.median(mdist) - minval),
-        av_offset=int(vshift - minidx),
-        mean_distances=mdist.numpy(),
-        n_windows=len(rows),
-        syncnet=syncnet,
-    )
+    return scores_from_distances(mdist, vshift, len(rows), syncnet)
 
 
 def offset_accuracy(

@@ -100,14 +100,18 @@ def scores_from_embeddings(
 ) -> SyncScores:
     """Sync-E, Sync-C and AV offset from per-window embeddings (``SyncNetInstance.evaluate``)."""
     dists = calc_pdist(face_emb, audio_emb, vshift=vshift)
-    mdist = torch.mean(torch.stack(dists, 1), 1)
+    return scores_from_distances(torch.mean(torch.stack(dists, 1), 1), vshift, len(face_emb), syncnet_name)
+
+
+def scores_from_distances(mdist: torch.Tensor, vshift: int, n_windows: int, syncnet_name: str) -> SyncScores:
+    """Sync-E = min over offsets of the mean distance, Sync-C = median - min, AV offset = vshift - argmin."""
     minval, minidx = torch.min(mdist, 0)
     return SyncScores(
         sync_e=float(minval),
         sync_c=float(torch.median(mdist) - minval),
         av_offset=int(vshift - minidx),
         mean_distances=mdist.numpy(),
-        n_windows=len(face_emb),
+        n_windows=n_windows,
         syncnet=syncnet_name,
     )
 
