@@ -526,3 +526,11 @@ class Trainer:
         path = self.run_dir / "losses.png"
         fig.savefig(path, dpi=90)
         return path
+
+
+def default_emotion_targets() -> EmotionTargets:
+    """The emotion stage's target maker: the offline generator with seamless cloning (S4.1); see
+    :func:`etlib.emoface.targets.make_emotion_targets`."""
+    from etlib.emoface.targets import make_emotion_targets
+
+    return make_emotion_targets()
