@@ -69,8 +69,8 @@ def detect_landmarks(images: list[np.ndarray], detector=None) -> np.ndarray:
 def mean_audio_condition(data: SubjectFrames, i: int) -> FrameCondition:
     """Frame ``i``'s conditions with the audio window replaced by the training set's mean: a mouth that does
     not follow the speech (the LMD baseline)."""
-    mean = data.audio_features[data.train_ids].mean(0, keepdims=True).repeat(len(data.audio_features), 0)
-    return data.condition(i, audio=mean)
+    mean = data.audio_features[data.train_ids].mean(0, keepdims=True)  # one row: every window slot clamps to it
+    return data.condition(i, audio=mean, audio_index=0)
 
 
 def evaluate_model(
