@@ -237,6 +237,8 @@ def step_masks(video: Path, subject: SubjectDir, preset: Preset, progress: bool)
 
 
 def step_normals(video: Path, subject: SubjectDir, preset: Preset, progress: bool) -> dict:
+    import cv2
+
     from etlib.preprocess.normals import encode_normals, render_normal_map
     from etlib.preprocess.pose import project_forehead
 
@@ -249,8 +251,6 @@ def step_normals(video: Path, subject: SubjectDir, preset: Preset, progress: boo
         for i in tqdm(range(n), desc="normals", unit="frame", disable=not progress):
             verts = np.concatenate([landmarks[i], forehead[i]], axis=0)
             normal = render_normal_map(verts, pose.w2c[i, :3, :3], res)
-            import cv2
-
             cv2.imwrite(str(tmp / frame_name(i, "png")), cv2.cvtColor(encode_normals(normal), cv2.COLOR_RGB2BGR))
     return {"backend": "template normals fitted to the landmarks", "version": "etlib"}
 
