@@ -27,7 +27,10 @@ def read_audio(path: str | os.PathLike, sr: int = 16000, mono: bool = True) -> n
     if sr <= 0:
         raise ValueError(f"sample rate must be positive, got {sr}")
     channels = 1 if mono else max(header.audio["channels"], 1)
-    args = ["-i", str(path), "-map", "0:a:0", "-vn", "-ac", str(channels), "-ar", str(int(sr))]
+    # first_pts=0 pads silence before a track that starts after the file does (and trims samples before
+    # it), so sample k plays at k / sr on the same clock as the video frames: picture and sound stay in sync
+    args = ["-i", str(path), "-map", "0:a:0", "-vn", "-af", "aresample=async=1:first_pts=0"]
+    args += ["-ac", str(channels), "-ar", str(int(sr))]
     proc = run_ffmpeg([*args, "-f", "f32le", "-acodec", "pcm_f32le", "-"])
     if proc.returncode != 0:
         raise ffmpeg_failed(f"decode the audio of {path}", proc)
