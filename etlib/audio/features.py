@@ -238,6 +238,30 @@ def per_frame_features(
     return feats
 
 
+def audio_features(
+    wave: np.ndarray | torch.Tensor,
+    sr: int = SAMPLE_RATE,
+    fps: float = 25.0,
+    n_frames: int | None = None,
+    prefer: str = "auto",
+) -> tuple[np.ndarray, str]:
+    """Per-video-frame audio features ``(n_frames, dim)`` and the name of the backend that made them.
+
+    HuBERT large (:mod:`etlib.audio.hubert`, ``dim`` 2048) when ``transformers`` and its weights are present
+    (``prefer='auto'`` or ``'hubert'``), else the log-mel windows of :func:`per_frame_features` (``dim`` 64,
+    ``prefer='logmel'``). The model's audio input size follows ``dim``.
+    """
+    from etlib.backends import choose
+
+    if prefer not in ("auto", "hubert", "logmel"):
+        raise ValueError(f"prefer must be 'auto', 'hubert' or 'logmel', not {prefer!r}")
+    if prefer == "hubert" or (prefer == "auto" and choose("audio_features").accelerated):
+        from etlib.audio.hubert import hubert_per_frame_features
+
+        return hubert_per_frame_features(wave, sr, fps, n_frames), "HuBERT large (50 Hz, 2 states a frame)"
+    return per_frame_features(wave, sr, fps, n_frames), "log-mel windows (etlib.audio.features)"
+
+
 def _htk_hz_to_mel(freq: np.ndarray | float) -> np.ndarray:
     return 2595.0 * np.log10(1.0 + np.asarray(freq, dtype=np.float64) / 700.0)
 

@@ -13,8 +13,6 @@ reuses the previous frame's box (tracking), so a brief miss does not lose the fr
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,46 +100,111 @@ class DlibLandmarks:
         return Detection(None, None, False)
 
 
-def _install_face_alignment_weights() -> None:
-    """Put our verified copies where torch.hub looks, so face-alignment never downloads."""
+def load_fan(path: str | Path | None = None, device: str = "cpu"):
+    """The FAN 68-point network [7] in eval mode: heatmaps ``(B, 68, 64, 64)`` from ``(B, 3, 256, 256)`` crops.
+
+    ``path`` defaults to the registry's ``fan_2d_68`` (``2DFAN4-cd938726ad.zip``, a TorchScript archive, the
+    file face-alignment <= 1.4 loads). A plain state dict (face-alignment >= 1.5's ``2DFAN4-11f355bf06.pth.tar``)
+    is loaded into ``face_alignment.models.FAN`` instead.
+    """
     import torch
 
-    hub = Path(torch.hub.get_dir()) / "checkpoints"
-    hub.mkdir(parents=True, exist_ok=True)
-    for name in ("s3fd", "fan_2d_68"):
-        src = weights.ensure(name)
-        dst = hub / src.name
-        if not dst.exists():
-            try:
-                os.symlink(src, dst)
-            except OSError:
-                shutil.copyfile(src, dst)
+    path = Path(path) if path is not None else weights.ensure("fan_2d_68")
+    if not path.is_file():
+        raise FileNotFoundError(f"FAN checkpoint {path} does not exist")
+    try:
+        return torch.jit.load(str(path), map_location=device).eval()
+    except RuntimeError:  # not TorchScript: a state dict for the package's own FAN module
+        from face_alignment.models import FAN
+
+        net = FAN(4)
+        net.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        return net.to(device).eval()
+
+
+def decode_heatmaps(heat: np.ndarray, center: np.ndarray, scale: float) -> np.ndarray:
+    """FAN's landmark decoding: ``(68, R, R)`` heatmaps of a crop -> ``(68, 2)`` image pixels.
+
+    Each landmark is its heatmap's arg-max, moved a quarter pixel towards the higher neighbour on each axis
+    (face-alignment's sub-pixel step), then mapped back through the crop: a square of side ``200 * scale``
+    centred on ``center`` that the heatmap samples with ``R`` pixels (pixel centres at ``+0.5``).
+    """
+    n, rows, cols = heat.shape
+    y, x = np.divmod(heat.reshape(n, -1).argmax(axis=1), cols)
+    pts = np.stack([x, y], axis=1).astype(np.float64)
+    k = np.nonzero((x > 0) & (x < cols - 1) & (y > 0) & (y < rows - 1))[0]
+    pts[k, 0] += 0.25 * np.sign(heat[k, y[k], x[k] + 1] - heat[k, y[k], x[k] - 1])
+    pts[k, 1] += 0.25 * np.sign(heat[k, y[k] + 1, x[k]] - heat[k, y[k] - 1, x[k]])
+    side = 200.0 * scale
+    return (np.asarray(center) + (pts + 0.5 - np.array([cols, rows]) / 2) * side / np.array([cols, rows])).astype(
+        np.float32
+    )
 
 
 class FaceAlignmentLandmarks:
-    """FAN (face-alignment) with its S3FD detector; weights come from the etlib cache."""
+    """FAN with its S3FD detector (face-alignment [7]); weights come from the etlib cache, never downloaded.
+
+    The networks are loaded here from verified files rather than through ``face_alignment.FaceAlignment``,
+    which looks the files up by its own version-specific names and downloads what it does not find.
+
+    Args:
+        detector_path: S3FD state dict; default ``weights.ensure("s3fd")``.
+        fan_path: FAN checkpoint; default ``weights.ensure("fan_2d_68")`` (see :func:`load_fan`).
+        flip_input: average the heatmaps of the crop and its mirror image, as face-alignment does.
+    """
 
     name = "face-alignment-FAN"
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(
+        self,
+        device: str = "cpu",
+        detector_path: str | Path | None = None,
+        fan_path: str | Path | None = None,
+        flip_input: bool = True,
+    ):
         import face_alignment
+        from face_alignment.detection.sfd.sfd_detector import SFDDetector
 
-        _install_face_alignment_weights()
-        kind = getattr(face_alignment.LandmarksType, "TWO_D", None) or face_alignment.LandmarksType._2D
-        self._fa = face_alignment.FaceAlignment(kind, device=device, face_detector="sfd")
+        s3fd = Path(detector_path) if detector_path is not None else weights.ensure("s3fd")
+        self._detector = SFDDetector(device, path_to_detector=str(s3fd))
+        self._fan = load_fan(fan_path, device)
+        self.device = device
+        self.flip_input = flip_input
         self.version = f"face-alignment {getattr(face_alignment, '__version__', '?')}"
 
+    def detect_boxes(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
+        """S3FD face boxes (pixels) of an RGB image, weak detections already filtered out."""
+        found = self._detector.detect_from_image(image.copy())
+        return [tuple(float(v) for v in b[:4]) for b in found]
+
+    def fit(self, image: np.ndarray, box) -> np.ndarray:
+        """68 landmarks (pixels) in ``box``: face-alignment's crop, FAN heatmaps, :func:`decode_heatmaps`."""
+        import torch
+        from face_alignment import utils as fa_utils
+
+        x0, y0, x1, y1 = box
+        center = np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0])
+        center[1] -= (y1 - y0) * getattr(fa_utils, "CENTER_Y_OFFSET", 0.12)  # boxes sit low on the face
+        scale = (x1 - x0 + y1 - y0) / self._detector.reference_scale
+        crop = fa_utils.crop(image, center, scale).transpose(2, 0, 1).astype(np.float32) / 255.0
+        inp = torch.from_numpy(crop)[None].to(self.device)
+        with torch.no_grad():
+            heat = self._heatmaps(inp)
+            if self.flip_input:
+                heat = heat + fa_utils.flip(self._heatmaps(fa_utils.flip(inp)), is_label=True)
+        return decode_heatmaps(heat[0].float().cpu().numpy(), center, scale)
+
+    def _heatmaps(self, inp):
+        out = self._fan(inp)
+        return (out[-1] if isinstance(out, (list, tuple)) else out).detach()
+
     def __call__(self, image: np.ndarray, prev_box=None) -> Detection:
-        found = self._fa.get_landmarks_from_image(image, return_bboxes=True)
-        lms, _, boxes = found if isinstance(found, tuple) else (found, None, None)
-        if not lms:
-            return Detection(None, None, False)
-        boxes = [tuple(b[:4]) for b in (boxes or [])] or [
-            (lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()) for lm in lms
-        ]
-        box = _pick_box(boxes, prev_box)
-        k = boxes.index(box)
-        return Detection(np.asarray(lms[k], dtype=np.float32)[:, :2], box, True)
+        box = _pick_box(self.detect_boxes(image), prev_box)
+        if box is not None:
+            return Detection(self.fit(image, box), box, True)
+        if prev_box is not None:  # a missed frame: fit in the previous box (tracking)
+            return Detection(self.fit(image, prev_box), tuple(prev_box), False)
+        return Detection(None, None, False)
 
 
 def get_landmark_detector(prefer: str = "auto", device: str = "cpu"):

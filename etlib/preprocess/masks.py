@@ -10,6 +10,9 @@ counterpart keeps that logic with landmark polygons instead of a parser:
 * head = face + mouth: what the Gaussians model; bg/ holds each frame with the head inpainted, which
   is C_background of Eq. S9 for that frame; background.png is a static plate; "background" marks pixels
   that match the plate, "torso" the rest of the person (hair, neck, shoulders).
+
+With BiSeNet's weights present, :func:`get_mask_backend` returns :class:`etlib.preprocess.bisenet.BiSeNetMasks`,
+the paper's parser, which gives the same masks (plus hair, neck, torso and background from its classes).
 """
 
 from __future__ import annotations
@@ -59,6 +62,30 @@ def frame_masks(image: np.ndarray, landmarks: np.ndarray, forehead: np.ndarray) 
     face = _poly_mask(face_polygon(landmarks, forehead), size) & ~mouth
     teeth = teeth_from_colour(image, mouth)
     return {"face": face, "mouth": mouth, "teeth": teeth, "head": face | mouth}
+
+
+class LandmarkMasks:
+    """The offline mask backend: landmark polygons + colour teeth segmentation (:func:`frame_masks`)."""
+
+    name = "landmark polygons + colour teeth segmentation"
+    version = "etlib"
+
+    def __call__(self, image: np.ndarray, landmarks: np.ndarray, forehead: np.ndarray) -> dict[str, np.ndarray]:
+        return frame_masks(image, landmarks, forehead)
+
+
+def get_mask_backend(prefer: str = "auto", device: str = "cpu"):
+    """BiSeNet face parsing when its weights are in the cache (``'auto'`` or ``'bisenet'``), else landmark
+    polygons (``'landmarks'``). Both are called as ``backend(image, landmarks, forehead) -> masks``."""
+    from etlib.backends import choose
+
+    if prefer not in ("auto", "bisenet", "landmarks"):
+        raise ValueError(f"prefer must be 'auto', 'bisenet' or 'landmarks', not {prefer!r}")
+    if prefer == "bisenet" or (prefer == "auto" and choose("face_parsing").accelerated):
+        from etlib.preprocess.bisenet import BiSeNetMasks
+
+        return BiSeNetMasks(device=device)
+    return LandmarkMasks()
 
 
 def inpaint_head(image: np.ndarray, head: np.ndarray, dilate_frac: float = 0.03) -> np.ndarray:

@@ -122,7 +122,7 @@ def step_frames(video: Path, subject: SubjectDir, preset: Preset, progress: bool
 
 
 def step_audio(video: Path, subject: SubjectDir, preset: Preset, progress: bool) -> dict:
-    from etlib.audio.features import per_frame_features
+    from etlib.audio.features import audio_features
     from etlib.io import read_audio, write_wav
 
     n = subject.n_frames
@@ -130,9 +130,9 @@ def step_audio(video: Path, subject: SubjectDir, preset: Preset, progress: bool)
     want = int(round(n * SAMPLE_RATE / FPS))
     wave = np.pad(wave, (0, max(0, want - len(wave))))[:want].astype(np.float32)
     write_wav(subject.audio, wave, SAMPLE_RATE)
-    feats = per_frame_features(wave, SAMPLE_RATE, FPS, n_frames=n)
+    feats, backend = audio_features(wave, SAMPLE_RATE, FPS, n_frames=n)  # HuBERT when present, else log-mel
     atomic_save_npy(subject.audio_features, feats)
-    return {"backend": "log-mel windows (etlib.audio.features)", "dim": int(feats.shape[1])}
+    return {"backend": backend, "dim": int(feats.shape[1])}
 
 
 def step_landmarks(video: Path, subject: SubjectDir, preset: Preset, progress: bool, allow_missing: bool) -> dict:
@@ -204,13 +204,14 @@ def _head_pose(subject: SubjectDir):
 def step_masks(video: Path, subject: SubjectDir, preset: Preset, progress: bool) -> dict:
     import cv2
 
-    from etlib.preprocess.masks import background_and_torso, frame_masks, inpaint_head
+    from etlib.preprocess.masks import background_and_torso, get_mask_backend, inpaint_head
     from etlib.preprocess.pose import project_forehead
 
     n = subject.n_frames
     landmarks = np.load(subject.landmarks)
     forehead = project_forehead(_head_pose(subject))
     names = ("face", "mouth", "teeth", "head")
+    parse = get_mask_backend()  # BiSeNet when its weights are cached, else landmark polygons
     with atomic_dir(subject.masks) as mtmp, atomic_dir(subject.bg) as btmp:
         for name in (*names, "background", "torso"):
             (mtmp / name).mkdir()
@@ -218,7 +219,7 @@ def step_masks(video: Path, subject: SubjectDir, preset: Preset, progress: bool)
         stride = max(1, n // 60)
         for i in tqdm(range(n), desc="masks", unit="frame", disable=not progress):
             frame = subject.read_frame(i)
-            masks = frame_masks(frame, landmarks[i], forehead[i])
+            masks = parse(frame, landmarks[i], forehead[i])
             for name in names:
                 cv2.imwrite(str(mtmp / name / frame_name(i, "png")), masks[name].astype(np.uint8) * 255)
             bg = inpaint_head(frame, masks["head"])
@@ -233,7 +234,7 @@ def step_masks(video: Path, subject: SubjectDir, preset: Preset, progress: bool)
             cv2.imwrite(str(mtmp / "background" / frame_name(i, "png")), background.astype(np.uint8) * 255)
             cv2.imwrite(str(mtmp / "torso" / frame_name(i, "png")), torso.astype(np.uint8) * 255)
     (subject.root / ".background.png").replace(subject.background)
-    return {"backend": "landmark polygons + colour teeth segmentation + Telea inpainting", "version": cv2.__version__}
+    return {"backend": f"{parse.name} + Telea inpainting", "version": f"{parse.version}; opencv {cv2.__version__}"}
 
 
 def step_normals(video: Path, subject: SubjectDir, preset: Preset, progress: bool) -> dict:
