@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--width", type=float, default=None, help="override the preset's channel multiplier")
+    parser.add_argument("--preset-iterations", type=int, default=None, help="project to this many iterations")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -39,20 +40,23 @@ def main() -> None:
     frames = rng.integers(0, 256, size=(n_frames, *config.face_hw, 3), dtype=np.uint8)
     mel = rng.uniform(-4, 4, size=(80, n_frames * 80 // 25 + 1)).astype(np.float32)
 
-    kwargs = dict(batch_size=args.batch_size, width=config.width, embed_dim=config.embed_dim, progress=False)
+    kwargs = dict(
+        batch_size=args.batch_size, width=config.width, embed_dim=config.embed_dim, arch=config.arch, progress=False
+    )
     train_syncnet(frames, mel, iterations=3, **kwargs)  # warm-up
     start, cpu_start = time.perf_counter(), time.process_time()
     train_syncnet(frames, mel, iterations=args.iterations, **kwargs)
     per_it = (time.perf_counter() - start) / args.iterations
     # CPU seconds: what a machine shared with other jobs still tells about an idle one.
     cpu_per_it = (time.process_time() - cpu_start) / args.iterations
-    planned = get_preset(args.preset).syncnet_iterations
+    planned = args.preset_iterations or get_preset(args.preset).syncnet_iterations
     print(
         json.dumps(
             {
                 "benchmark": "syncnet_training",
                 "preset": args.preset,
                 "face_hw": list(config.face_hw),
+                "arch": config.arch,
                 "width": config.width,
                 "embed_dim": config.embed_dim,
                 "batch_size": args.batch_size,
@@ -61,6 +65,7 @@ def main() -> None:
                 "cpu_seconds_per_iteration": round(cpu_per_it, 4),
                 "preset_iterations": planned,
                 "projected_seconds": round(per_it * planned, 1),
+                "projected_cpu_seconds": round(cpu_per_it * planned, 1),
             }
         )
     )

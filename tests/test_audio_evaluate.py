@@ -22,6 +22,7 @@ from etlib.audio.evaluate import (
     shift_test,
     speech_frames,
     split_windows,
+    syncnet_frames,
     window_scores,
     word_coverage,
 )
@@ -45,6 +46,11 @@ def test_split_windows():
     assert split_windows(10, 50, 50) == [(10, 50)]  # shorter than a window: itself...
     assert split_windows(10, 30, 50) == []  # ...unless the zero padding of +-15 offsets would dominate it
     assert split_windows(10, 13, 50, min_frames=0) == []  # not even one 5-frame SyncNet window
+    # overlapping windows every 0.5 s (12.5 frames, starts rounded half to even)
+    assert split_windows(0, 100, 50, hop=12.5) == [(0, 50), (12, 62), (25, 75), (38, 88), (50, 100)]
+    assert split_windows(0, 99, 50, hop=12.5)[-1] == (38, 88)
+    with pytest.raises(ValueError, match="hop"):
+        split_windows(0, 100, 50, hop=0)
 
 
 @pytest.mark.parametrize("lag", [0, 1, -1, 3, -10])
@@ -97,13 +103,25 @@ def test_loudness_gate_and_held_out_windows():
     assert not speech[:150].any() and speech[150:].all()
     split = {"train": list(range(0, 100)), "test": list(range(100, 200))}
     clip = SubjectClip("toy", np.zeros((n_frames, 16, 32, 3), np.uint8), wave, FPS, split)
-    held = held_out_windows(clip)
+    # Without a SyncNet hold-out and without overlap: the test split in two windows, the first one silent.
+    held = held_out_windows(clip, hop_s=2.0, holdout_s=0.0)
     assert held["windows"] == [(150, 200)] and held["skipped_silent"] == [(100, 150)]
-    assert not held["test_split_too_short"]
+    assert held["test_split_windows"] == [(150, 200)] and not held["test_split_too_short"]
+    # Default: SyncNet leaves out the training split's last 8 s, capped at a quarter (25 frames); 0.5 s hop.
+    assert syncnet_frames(clip) == ((0, 75), (75, 200))
+    assert syncnet_frames(clip, holdout_s=0.0) == ((0, 100), (100, 200))
+    held = held_out_windows(clip)
+    assert held["held_out_frames"] == [75, 200] and held["syncnet_holdout_frames"] == [75, 100]
+    assert held["windows"] == [(125, 175), (137, 187), (150, 200)]  # >= half speech
+    assert held["skipped_silent"] == [(75, 125), (87, 137), (100, 150), (113, 163)]
+    assert held["test_split_windows"] == held["windows"] and held["overlapping"]
     clip.split = {"train": list(range(0, 160)), "test": list(range(160, 200))}
     short = held_out_windows(clip)
     assert short["test_split_too_short"] and "less than one 2 s window" in short["note"]
-    assert short["windows"] == [(160, 200)]
+    assert short["windows"] == [(132, 182), (145, 195)] and short["test_split_windows"] == []
+    clip.split = {"train": list(range(0, 100)), "test": list(range(120, 200))}
+    with pytest.raises(ValueError, match="must follow"):
+        syncnet_frames(clip)
 
 
 def test_delay_audio_shifts_by_whole_frames():
@@ -149,12 +167,17 @@ def test_cli_end_to_end_on_the_smoke_subject(smoke_subject, tmp_path):
     assert (out / "syncnet.pt").is_file()
     name = f"syncnet:offline-trained(subject={subject.name})"
     assert report["syncnet_training"]["syncnet"] == name and report["syncnet_training"]["iterations"] == 4
+    assert report["syncnet_training"]["arch"] == "compact" and report["syncnet_training"]["seconds"] > 0
     held = report["held_out"]
     assert held["test_split_too_short"] and "note" in held  # 60 frames: the test split is far below 2 s
     for section in ("evaluations", "seen_reference"):
         assert report[section] and report[section][0]["syncnet"] == name
         for ev in report[section]:
             assert ev["offset_accuracy"]["syncnet"] == ev["shift_test"]["syncnet"] == ev["syncnet"]
+    assert report["evaluations"][0]["test_split_only"]["offset_accuracy"]["syncnet"] == name
+    # the SyncNet trains on the training split less its last quarter (60 frames are far below 8 s)
+    train = report["syncnet_training"]["train_frames"]
+    assert train[0] == 0 and train[1] < held["test_frames"][0] and held["held_out_frames"][0] == train[1]
     assert report["seen_reference"][0]["offset_accuracy"]["n_windows"] >= 1
     for path, value in _finite_numbers(report):
         assert math.isfinite(value), path

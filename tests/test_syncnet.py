@@ -23,6 +23,8 @@ from etlib.audio.sync_metrics import (
     sync_scores,
 )
 from etlib.audio.syncnet import (
+    MAX_NEGATIVE_SHIFT,
+    MIN_NEGATIVE_SHIFT,
     PRESET_SYNCNET,
     SyncNet,
     SyncNetConfig,
@@ -35,6 +37,7 @@ from etlib.audio.syncnet import (
     to_bgr_chw,
     train_syncnet,
 )
+from etlib.audio.syncnet import _sample_batch as sample_batch
 from etlib.weights import WeightsMissingError
 
 FPS, SR = 25, 16000
@@ -169,6 +172,39 @@ def test_small_configs_run(config):
     with torch.no_grad():
         audio, face = model(torch.randn(3, 1, 80, 16), torch.rand(3, 15, *config.face_hw))
     assert audio.shape == face.shape == (3, config.embed_dim)
+
+
+def test_compact_syncnet_standardises_its_input():
+    """The offline SyncNet sees grayscale, per-stack standardised faces: a re-lit stack (gain and offset on
+    every channel) embeds as the original (up to the std epsilon), a moved mouth does not."""
+    config = SyncNetConfig((16, 32), 0.25, 32, arch="compact")
+    assert not config.is_wav2lip and SyncNetConfig().is_wav2lip
+    torch.manual_seed(0)
+    compact = SyncNet(config).eval()
+    faces = 0.2 + 0.5 * torch.rand(4, 15, 16, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            compact.embed_faces(0.6 * faces + 0.1), compact.embed_faces(faces), atol=2e-3, rtol=0
+        )
+        relit = (compact.embed_faces(0.6 * faces + 0.1) - compact.embed_faces(faces)).abs().max()
+        other = (compact.embed_faces(faces.roll(3, dims=-1)) - compact.embed_faces(faces)).abs().max()
+        assert other > 10 * relit  # the content still matters
+        audio = compact.embed_audio(torch.rand(4, 1, 80, 16) * 8 - 4)
+    assert audio.shape == (4, 32)
+    assert compact.face_encoder[0].conv_block[0].in_channels == 5  # five grayscale frames
+    with pytest.raises(ValueError, match="arch"):
+        SyncNet(SyncNetConfig((16, 32), 0.25, 32, arch="resnet"))
+
+
+def test_negatives_are_the_same_window_shifted_by_5_to_15_frames():
+    labels, shifts = [], []
+    for it in range(50):
+        starts, audio, lab = sample_batch(np.random.default_rng([0, it]), 40, 16)
+        assert np.all(audio[lab == 1] == starts[lab == 1]) and np.all((audio >= 0) & (audio < 40))
+        shifts += list(np.abs(audio - starts)[lab == 0])
+        labels += list(lab)
+    assert 0.4 < np.mean(labels) < 0.6
+    assert min(shifts) == MIN_NEGATIVE_SHIFT and max(shifts) == MAX_NEGATIVE_SHIFT
 
 
 def test_bad_shapes_are_rejected():

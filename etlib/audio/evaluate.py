@@ -2,9 +2,11 @@
 
 ``python -m etlib.audio.evaluate --subject DIR --out OUT [--preset quick] [--iterations N]``
 
-1. Trains (or resumes from ``OUT/syncnet.pt``) a SyncNet on the subject's *training* frames: lower-half
-   mouth crops cut around the landmarks, the clip's log-mel audio (:func:`train_subject_syncnet`).
-2. Cuts the held-out *test* split into 2 s windows, keeps those with speech (a loudness gate), and asks of
+1. Trains (or resumes from ``OUT/syncnet.pt``) a SyncNet on the subject's *training* frames less their last
+   ``--holdout-seconds`` (8 s): lower-half mouth crops cut around the landmarks, the log-mel audio of the same
+   frames (:func:`train_subject_syncnet`). The SyncNet never sees the held-out frames nor their audio.
+2. Cuts the held-out frames (those last 8 s of the training split, then the whole *test* split) into 2 s
+   windows with a 0.5 s hop (overlapping windows), keeps those with speech (a loudness gate), and asks of
    every SyncNet at hand (the offline one; Wav2Lip's ``lipsync_expert`` when its weights are present):
 
    * does it find the true audio-video offset within +-1 frame (:func:`offset_accuracy`, target >= 80 %)?
@@ -12,7 +14,8 @@
      (``window_scores(..., padded=False)``): ``syncnet_python``'s zero rows would favour offset 0 by themselves.
    * is Sync-C of the true audio above Sync-C of the audio delayed by 10 frames, on every window
      (:func:`shift_test`; each window scored as a clip, exactly as ``syncnet_python``)?
-   The same is computed on speech windows of the training split, labelled as seen data (a reference only).
+   The windows that lie inside the test split alone are reported apart too (``test_split_only``). The same is
+   computed on speech windows of the frames SyncNet trained on, labelled as seen data (a reference only).
 
    Every number carries the name of the SyncNet that produced it: an offline-trained SyncNet's numbers are
    not comparable with the paper's (pretrained SyncNet [14]).
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +57,10 @@ from etlib.audio.syncnet import (
 from etlib.preprocess import SubjectDir
 
 WINDOW_SECONDS = 2.0  # held-out windows
+HOP_SECONDS = 0.5  # between the starts of overlapping held-out windows
+#: the end of the training split that SyncNet does not train on (at most a quarter of that split): with the
+#: test split (the last 1/11 of a clip) it gives enough held-out speech windows to measure an accuracy
+HOLDOUT_SECONDS = 8.0
 SHIFT_FRAMES = 10  # the "shifted audio" of the shift test
 OFFSET_TOLERANCE = 1  # frames
 OFFSET_TARGET = 0.8  # fraction of windows
@@ -137,6 +145,21 @@ def delay_audio(wave: np.ndarray, frames: int, fps: float, sr: int = SAMPLE_RATE
 # ----------------------------------------------------------------------------------------------
 
 
+def syncnet_frames(clip: SubjectClip, holdout_s: float = HOLDOUT_SECONDS) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(train, held)`` frame ranges ``[first, last + 1)``: SyncNet trains on the training split less its last
+    ``holdout_s`` seconds (at most a quarter of it); those frames and the test split are held out."""
+    start, stop = _contiguous(clip.split["train"], "train")
+    test_start, test_stop = _contiguous(clip.split["test"], "test")
+    if test_start != stop:
+        raise ValueError(
+            f"the test split must follow the training split (train ends at {stop}, test starts {test_start})"
+        )
+    holdout = min(int(round(holdout_s * clip.fps)), (stop - start) // 4)
+    if holdout < 0:
+        raise ValueError(f"holdout_s must be >= 0, got {holdout_s}")
+    return (start, stop - holdout), (stop - holdout, min(test_stop, len(clip.crops)))
+
+
 def train_subject_syncnet(
     subject: str | Path | SubjectDir,
     out: str | Path,
@@ -144,8 +167,10 @@ def train_subject_syncnet(
     iterations: int | None = None,
     progress: bool = True,
     clip: SubjectClip | None = None,
+    holdout_s: float = HOLDOUT_SECONDS,
 ) -> SyncNetTraining:
-    """Train the offline SyncNet (S_I, S_A of Eq. 9) on the subject's training frames; resumable.
+    """Train the offline SyncNet (S_I, S_A of Eq. 9) on the subject's training frames less their last
+    ``holdout_s`` seconds (:func:`syncnet_frames`); resumable.
 
     Sizes come from ``PRESET_SYNCNET[preset]``; ``iterations`` defaults to the preset's
     ``syncnet_iterations`` (2000 for ``paper``, which otherwise uses the pretrained expert). The checkpoint
@@ -160,7 +185,7 @@ def train_subject_syncnet(
     if iterations is None:
         iterations = get_preset(preset).syncnet_iterations or 2000
     clip = clip or load_subject_clip(subject, config.face_hw)
-    start, stop = _contiguous(clip.split["train"], "train")
+    (start, stop), _ = syncnet_frames(clip, holdout_s)
     wave = audio_for_frames(clip.wave, start, stop, clip.fps)
     with torch_threads():
         return train_syncnet(
@@ -170,6 +195,7 @@ def train_subject_syncnet(
             iterations=iterations,
             width=config.width,
             embed_dim=config.embed_dim,
+            arch=config.arch,
             subject=clip.name,
             checkpoint_path=Path(out) / "syncnet.pt",
             checkpoint_every=max(1, min(100, iterations)),
@@ -201,12 +227,19 @@ def speech_frames(loudness_db: np.ndarray, floor_db: float = -45.0, below_peak_d
     return loudness_db > max(floor_db, float(np.percentile(loudness_db, 95)) - below_peak_db)
 
 
-def split_windows(start: int, stop: int, window: int, min_frames: int = MIN_WINDOW_FRAMES) -> list[tuple[int, int]]:
-    """Non-overlapping ``[t0, t1)`` windows of ``window`` frames in ``[start, stop)``; a range shorter than
-    one window gives itself when it holds ``min_frames``, a short tail is dropped."""
+def split_windows(
+    start: int, stop: int, window: int, min_frames: int = MIN_WINDOW_FRAMES, hop: float | None = None
+) -> list[tuple[int, int]]:
+    """``[t0, t1)`` windows of ``window`` frames in ``[start, stop)``, starting every ``hop`` frames (rounded;
+    default ``window``: no overlap); a range shorter than one window gives itself when it holds
+    ``min_frames``, a short tail is dropped."""
     if stop - start < window:
         return [(start, stop)] if stop - start >= max(min_frames, FRAMES_PER_WINDOW) else []
-    return [(t, t + window) for t in range(start, stop - window + 1, window)]
+    hop = float(window if hop is None else hop)
+    if hop <= 0:
+        raise ValueError(f"hop must be > 0 frames, got {hop}")
+    n = int((stop - window - start) // hop) + 1
+    return [(start + int(round(k * hop)), start + int(round(k * hop)) + window) for k in range(n)]
 
 
 def window_scores(
@@ -336,36 +369,53 @@ def evaluate_windows(
     return WindowEvaluation(syncnet.name, fits, true, shifted, offsets)
 
 
-def held_out_windows(clip: SubjectClip, window_s: float = WINDOW_SECONDS) -> dict:
-    """The test split cut into ``window_s`` windows, silent ones gated out; says when the split is too short."""
-    start, stop = _contiguous(clip.split["test"], "test")
-    stop = min(stop, len(clip.crops))
+def held_out_windows(
+    clip: SubjectClip,
+    window_s: float = WINDOW_SECONDS,
+    hop_s: float = HOP_SECONDS,
+    holdout_s: float = HOLDOUT_SECONDS,
+) -> dict:
+    """The frames SyncNet did not train on (:func:`syncnet_frames`: the end of the training split, then the
+    test split) cut into ``window_s`` windows every ``hop_s`` seconds (overlapping), silent ones gated out.
+    ``test_split_windows`` lists those lying inside the test split; says when that split is too short."""
+    _, (start, stop) = syncnet_frames(clip, holdout_s)
+    test_start, test_stop = _contiguous(clip.split["test"], "test")
+    test_stop = min(test_stop, len(clip.crops))
     window = int(round(window_s * clip.fps))
     speech = speech_frames(frame_loudness_db(clip.wave, len(clip.crops), clip.fps))
     kept, silent = [], []
-    for t0, t1 in split_windows(start, stop, window):
+    for t0, t1 in split_windows(start, stop, window, hop=hop_s * clip.fps):
         (kept if speech[t0:t1].mean() >= SPEECH_SHARE else silent).append((t0, t1))
     info = {
-        "test_frames": [start, stop],
-        "test_seconds": (stop - start) / clip.fps,
+        "held_out_frames": [start, stop],
+        "held_out_seconds": (stop - start) / clip.fps,
+        "syncnet_holdout_frames": [start, test_start],
+        "test_frames": [test_start, test_stop],
+        "test_seconds": (test_stop - test_start) / clip.fps,
         "window_frames": window,
+        "hop_frames": hop_s * clip.fps,
+        "overlapping": hop_s < window_s,
         "windows": kept,
+        "test_split_windows": [w for w in kept if w[0] >= test_start],
         "skipped_silent": silent,
-        "speech_share_of_test": float(speech[start:stop].mean()) if stop > start else 0.0,
-        "test_split_too_short": stop - start < window,
+        "speech_share_of_held_out": float(speech[start:stop].mean()) if stop > start else 0.0,
+        "speech_share_of_test": float(speech[test_start:test_stop].mean()) if test_stop > test_start else 0.0,
+        "test_split_too_short": test_stop - test_start < window,
     }
     if info["test_split_too_short"]:
         info["note"] = (
-            f"the test split holds {stop - start} frames ({info['test_seconds']:.2f} s), less than one "
-            f"{window_s:g} s window: it is scored as one short window when it holds {MIN_WINDOW_FRAMES} frames "
-            "(else not at all) and the numbers are weak evidence; use a longer video (the paper's are 3-5 minutes)"
+            f"the test split holds {test_stop - test_start} frames ({info['test_seconds']:.2f} s), less than one "
+            f"{window_s:g} s window: held-out windows come from the frames SyncNet left out of the training split; "
+            "use a longer video (the paper's are 3-5 minutes)"
         )
     return info
 
 
-def seen_windows(clip: SubjectClip, window_s: float = WINDOW_SECONDS) -> list[tuple[int, int]]:
-    """Speech windows of the *training* split (SyncNet saw these frames): a reference, not held-out evidence."""
-    start, stop = _contiguous(clip.split["train"], "train")
+def seen_windows(
+    clip: SubjectClip, window_s: float = WINDOW_SECONDS, holdout_s: float = HOLDOUT_SECONDS
+) -> list[tuple[int, int]]:
+    """Speech windows of the frames SyncNet trained on (non-overlapping): a reference, not held-out evidence."""
+    (start, stop), _ = syncnet_frames(clip, holdout_s)
     window = int(round(window_s * clip.fps))
     speech = speech_frames(frame_loudness_db(clip.wave, len(clip.crops), clip.fps))
     return [w for w in split_windows(start, stop, window) if speech[w[0] : w[1]].mean() >= SPEECH_SHARE]
@@ -500,6 +550,7 @@ def evaluate_subject(
     iterations: int | None = None,
     tts: bool = True,
     progress: bool = True,
+    holdout_s: float = HOLDOUT_SECONDS,
 ) -> dict:
     """Train/load the offline SyncNet, score held-out windows with every SyncNet at hand, check the curated
     TTS audio; write and return ``OUT/report.json``."""
@@ -511,10 +562,12 @@ def evaluate_subject(
     if config is None:
         raise ValueError(f"unknown preset {preset!r}: choose one of {sorted(PRESET_SYNCNET)}")
     clip = load_subject_clip(subject, config.face_hw)
-    trained = train_subject_syncnet(subject, out, preset, iterations, progress=progress, clip=clip)
+    start_s = time.perf_counter()
+    trained = train_subject_syncnet(subject, out, preset, iterations, progress=progress, clip=clip, holdout_s=holdout_s)
+    train_seconds = time.perf_counter() - start_s
     offline = load_syncnet(trained.checkpoint_path)
-    held = held_out_windows(clip)
-    seen = seen_windows(clip)
+    held = held_out_windows(clip, holdout_s=holdout_s)
+    seen = seen_windows(clip, holdout_s=holdout_s)
     report: dict = {
         "subject": clip.name,
         "subject_dir": str(Path(subject).resolve()),
@@ -526,8 +579,11 @@ def evaluate_subject(
             "syncnet": offline.name,
             "checkpoint": str(trained.checkpoint_path),
             "iterations": trained.iterations,
-            "train_frames": list(_contiguous(clip.split["train"], "train")),
+            "seconds": train_seconds,
+            "seconds_note": "wall clock of this run (about 0 when OUT/syncnet.pt was complete); the machine may be shared",
+            "train_frames": list(syncnet_frames(clip, holdout_s)[0]),
             "face_hw": list(config.face_hw),
+            "arch": config.arch,
             "first_loss": float(np.mean(trained.losses[:20])) if trained.losses else None,
             "last_loss": float(np.mean(trained.losses[-20:])) if trained.losses else None,
         },
@@ -545,7 +601,10 @@ def evaluate_subject(
         else:
             report["lipsync_expert"] = f"not evaluated: {why}"
         for net, crops in nets:
-            report["evaluations"].append(evaluate_windows(clip, net, held["windows"], crops).report())
+            ev = evaluate_windows(clip, net, held["windows"], crops).report()
+            test_only = evaluate_windows(clip, net, held["test_split_windows"], crops).report()
+            ev["test_split_only"] = {k: test_only[k] for k in ("offset_accuracy", "shift_test")}
+            report["evaluations"].append(ev)
             ref = evaluate_windows(clip, net, seen, crops).report()
             ref["note"] = "training windows: SyncNet saw these frames; a reference, not held-out evidence"
             report["seen_reference"].append(ref)
@@ -570,15 +629,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="quick", choices=sorted(PRESET_SYNCNET))
     parser.add_argument("--iterations", type=int, default=None, help="SyncNet iterations (default: the preset's)")
     parser.add_argument("--no-tts", action="store_true", help="skip the curated TTS check")
+    parser.add_argument(
+        "--holdout-seconds",
+        type=float,
+        default=HOLDOUT_SECONDS,
+        help="end of the training split that SyncNet leaves out and is scored on with the test split",
+    )
     args = parser.parse_args(argv)
-    report = evaluate_subject(args.subject, args.out, args.preset, args.iterations, tts=not args.no_tts)
+    report = evaluate_subject(
+        args.subject, args.out, args.preset, args.iterations, tts=not args.no_tts, holdout_s=args.holdout_seconds
+    )
     summary = {"syncnet_training": report["syncnet_training"]}
     for ev in report["evaluations"]:
         acc, sh = ev["offset_accuracy"], ev["shift_test"]
+        t_acc, t_sh = ev["test_split_only"]["offset_accuracy"], ev["test_split_only"]["shift_test"]
         summary[f"held-out · {ev['syncnet']}"] = {
             "offset_accuracy": acc["value"],
             "windows": acc["n_windows"],
             "true_above_shifted": sh["true_above_shifted"],
+            "test_split_only": {
+                "offset_accuracy": t_acc["value"],
+                "windows": t_acc["n_windows"],
+                "true_above_shifted": t_sh["true_above_shifted"],
+            },
         }
     for ev in report["seen_reference"]:
         acc, sh = ev["offset_accuracy"], ev["shift_test"]
