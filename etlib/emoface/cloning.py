@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from etlib.emoface.offline import GeneratedFace
 
 #: iBUG 68-point groups (0-based; "right" is the subject's right, the image's left).
 LANDMARK_GROUPS: dict[str, tuple[int, ...]] = {
@@ -274,3 +277,22 @@ def boundary_energy(
     if mode == "ratio":
         return float(e_comp.mean() / max(e_src.mean(), 1e-12))
     raise ValueError(f"mode must be 'excess' or 'ratio', got {mode!r}")
+
+
+@dataclass
+class CloningRow:
+    """Fig. S4's columns for one source and one ``e``: (a) source, (b) generated, (c) paste, (d) seamless."""
+
+    valence: float
+    arousal: float
+    label: str
+    source: np.ndarray
+    source_landmarks: np.ndarray
+    generated: GeneratedFace  # the generator's output (image and landmarks)
+    paste: Composite
+    seamless: Composite
+
+    def energy(self, method: str, mode: str = "excess") -> float:
+        """:func:`etlib.emoface.cloning.boundary_energy` of the paste or seamless composite against the source."""
+        comp = self.paste if method == "paste" else self.seamless
+        return boundary_energy(comp.image, self.source, comp.rects, mode=mode)

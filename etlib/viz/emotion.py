@@ -6,6 +6,7 @@ Offline generator (03a): :func:`subject_faces` -> :func:`generate_at_points` -> 
 Neural g_LEF (03b): :func:`face_crops`, :func:`build_lef_demo`, :func:`plot_lef_losses`, :func:`plot_lef_samples`.
 Cloning (04): :func:`cloning_rows`, :func:`boundary_energy_rows`, :func:`plot_cloning_rows`, :func:`plot_seam_zoom`,
 :func:`plot_emotion_targets`.
+The subject-level check (``python -m etlib.emoface.evaluate``): :func:`plot_cloning_rows` and :func:`plot_s6_rows`.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import numpy as np
 import torch
 
 from etlib.config import GENERATOR, S6_POINTS, GeneratorWeights
-from etlib.emoface.cloning import Composite, boundary_energy, compose_emotional_face
+from etlib.emoface.cloning import CloningRow, compose_emotional_face
 from etlib.emoface.expression import AU_DESCRIPTIONS, AU_NAMES, expression_weights, va_to_aus
 from etlib.emoface.judge import crop_face, face_box
 from etlib.emoface.offline import LIP_POINTS, GeneratedFace, face_frame, landmark_motion, lip_lock_weight, lip_rect_mask
+
+# Re-exported: the notebooks score faces through this module.
+from etlib.emoface.scoring import emotion_scores, judge_faces, judge_va, va_agreement  # noqa: F401
 
 #: Landmarks an expression should move (brows 17-26, eyes 36-47), to contrast with the pinned lips.
 UPPER_FACE_POINTS = tuple(range(17, 27)) + tuple(range(36, 48))
@@ -132,48 +136,6 @@ def generate_at_points(generator, faces: FaceSamples, points=S6_POINTS) -> list[
         box = faces.boxes[j] if faces.boxes else None
         rows.append(GeneratedRow(v, a, label, faces.images[j], faces.landmarks[j], out, box))
     return rows
-
-
-@torch.no_grad()
-def judge_faces(judge, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], margin: float = 0.2):
-    """The emotion judge (EmoNet or its FER counterpart) on uint8 face images, each cropped square around its
-    landmarks (:func:`etlib.emoface.judge.crop_face`); returns its :class:`~etlib.emoface.judge.JudgeOutput`."""
-    crops = np.stack([crop_face(np.asarray(im), lm, margin=margin, size=256) for im, lm in zip(images, landmarks)])
-    device = next(judge.parameters()).device
-    return judge(torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255).to(device))
-
-
-def judge_va(judge, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], margin: float = 0.2) -> np.ndarray:
-    """``[N, 2]`` (valence, arousal) of :func:`judge_faces`."""
-    return judge_faces(judge, images, landmarks, margin).va.cpu().numpy().astype(np.float64)
-
-
-def va_agreement(predicted: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    """V-RMSE, A-RMSE (Eq. S17) and V-SA, A-SA (Eq. S18) of predicted against target ``[N, 2]`` valence/arousal
-    (:mod:`etlib.metrics`)."""
-    from etlib.metrics import sign_agreement, va_rmse
-
-    pred, true = np.asarray(predicted, np.float64), np.asarray(target, np.float64)
-    if pred.shape != true.shape or pred.ndim != 2 or pred.shape[1] != 2:
-        raise ValueError(f"predicted and target must both be [N, 2] (valence, arousal), got {pred.shape}, {true.shape}")
-    return {
-        "V-RMSE": va_rmse(pred[:, 0], true[:, 0]),
-        "A-RMSE": va_rmse(pred[:, 1], true[:, 1]),
-        "V-SA": sign_agreement(pred[:, 0], true[:, 0]),
-        "A-SA": sign_agreement(pred[:, 1], true[:, 1]),
-    }
-
-
-def emotion_scores(judged, points: Sequence[tuple[float, float, str]]) -> dict[str, float]:
-    """The emotion metrics of Table 3 / S6 for judged images made at ``points`` ``(valence, arousal, label)``:
-    :func:`va_agreement` plus E-Acc, the top-3 accuracy of the paper's labels (:func:`etlib.metrics.top3_accuracy`;
-    the FER judge has no "contempt" class, so those points count as misses)."""
-    from etlib.metrics import top3_accuracy
-
-    target = np.array([[v, a] for v, a, _ in points], np.float64)
-    scores = va_agreement(judged.va.cpu().numpy(), target)
-    scores["E-Acc"] = top3_accuracy(judged.probs, judged.class_names, [label for _, _, label in points]).accuracy
-    return scores
 
 
 def va_table(rows: Sequence[GeneratedRow], source_va: np.ndarray, generated_va: np.ndarray) -> list[dict[str, str]]:
@@ -569,25 +531,6 @@ def plot_lef_samples(demo: LEFDemo, emotions: Sequence[tuple[float, float, str]]
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class CloningRow:
-    """Fig. S4's columns for one source and one ``e``: (a) source, (b) generated, (c) paste, (d) seamless."""
-
-    valence: float
-    arousal: float
-    label: str
-    source: np.ndarray
-    source_landmarks: np.ndarray
-    generated: GeneratedFace
-    paste: Composite
-    seamless: Composite
-
-    def energy(self, method: str, mode: str = "excess") -> float:
-        """:func:`etlib.emoface.cloning.boundary_energy` of the paste or seamless composite against the source."""
-        comp = self.paste if method == "paste" else self.seamless
-        return boundary_energy(comp.image, self.source, comp.rects, mode=mode)
-
-
 def cloning_rows(generator, faces: FaceSamples, settings=FIG_S4_SETTINGS, first: int = 0) -> list[CloningRow]:
     """Generate, paste and seamlessly clone for each ``(valence, arousal, label)``, sources taken in turn
     from ``faces`` starting at ``first``."""
@@ -707,4 +650,44 @@ def plot_emotion_targets(
         ax.axis("off")
     fig.suptitle(f"emotion-stage targets at {frame.shape[0]} px: {getattr(target_maker, 'name', '')}", fontsize=8)
     fig.tight_layout()
+    return axes
+
+
+def plot_s6_rows(
+    rows: Sequence[CloningRow], judged_va: dict[str, np.ndarray] | None = None, title: str = "", diff_gain: float = 4.0
+):
+    """Fig. 2 as rows: one S6 point a row, (source, generated, seamless clone, ``|generated - source|`` x
+    ``diff_gain``) around the face; lime dots: the lip landmarks of source and generated.
+
+    ``judged_va`` (``{"source"|"generated"|"clone": [N, 2]}``, optional) puts the judge's (valence, arousal) of
+    each image in its title, next to the target's.
+    """
+    import matplotlib.pyplot as plt
+
+    judged_va = judged_va or {}
+    fig, axes = plt.subplots(len(rows), 4, figsize=(7.6, 1.95 * len(rows)), squeeze=False)
+    for k, (ax_row, row) in enumerate(zip(axes, rows)):
+        ys, xs = _face_view(row.source, row.source_landmarks, margin=0.2)
+        diff = np.abs(row.generated.image.astype(np.float32) - row.source.astype(np.float32)).sum(-1) / 255.0
+        panels = (
+            ("source", row.source, row.source_landmarks),
+            ("generated", row.generated.image, row.generated.landmarks68),
+            ("clone", row.seamless.image, None),
+        )
+        for ax, (kind, img, lm) in zip(ax_row, panels):
+            ax.imshow(img[ys, xs])
+            if lm is not None:
+                lips = np.asarray(lm)[list(LIP_POINTS)] - [xs.start, ys.start]
+                ax.scatter(lips[:, 0], lips[:, 1], s=0.8, c="lime", linewidths=0)
+            va = judged_va.get(kind)
+            ax.set_title(kind if va is None else f"{kind}: judge ({va[k][0]:+.2f}, {va[k][1]:+.2f})", fontsize=7)
+        ax_row[3].imshow(np.clip(diff_gain * diff[ys, xs], 0, 1), cmap="magma")
+        ax_row[3].set_title(f"|gen - src| x{diff_gain:g}", fontsize=7)
+        ax_row[0].set_ylabel(f"e=({row.valence:+.2f}, {row.arousal:+.2f})\n{row.label}", fontsize=7)
+        for ax in ax_row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / len(rows)) if title else None)
     return axes
