@@ -153,6 +153,10 @@ class HashGridSettings:
     base_resolution_face: int = 16
     desired_resolution: int = 2048
     bound: float = 0.15
+    # Features start uniform in [-init_scale, init_scale]. tinycudann's 1e-4 suits 50k-iteration schedules;
+    # the region-attention maps A = MLP(H(mu)) start at that scale too, so a few hundred CPU steps barely
+    # leave the origin (the quick preset starts larger, see PRESETS).
+    init_scale: float = 1e-4
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,10 @@ class Preset:
     checkpoint_every: int = 1000
     densify_every: int = 100
     densify_until_fraction: float = 0.5  # of the canonical stage
+    # Multiplies the networks' 5e-4 learning rate (Sec. S1; not the hash tables' 5e-3). 1 in the paper's
+    # schedule; the short CPU schedules take larger steps (MLPs, attention, audio encoders) so the
+    # audio and emotion mappings form within hundreds of steps.
+    network_lr_scale: float = 1.0
 
     def with_overrides(self, **kwargs) -> Preset:
         return dataclasses.replace(self, **kwargs)
@@ -186,7 +194,8 @@ PRESETS: dict[str, Preset] = {
         n_gaussians_mouth=300,
         iterations=StageIterations(20, 20, 10, 10, 10, 10),
         batch_size=1,
-        hash_grid=HashGridSettings(n_levels=4, log2_hashmap_size=12),
+        hash_grid=HashGridSettings(n_levels=4, log2_hashmap_size=12, init_scale=0.5),
+        network_lr_scale=5.0,
         syncnet_iterations=20,
         generator_size=64,
         max_frames=60,
@@ -198,9 +207,12 @@ PRESETS: dict[str, Preset] = {
         resolution=128,
         n_gaussians_face=8000,
         n_gaussians_mouth=1500,
-        iterations=StageIterations(300, 400, 300, 300, 250, 150),
+        # face_network 600: with standardised audio, hash init 0.5 and 5x network lr the lips follow the audio
+        # (lower-lip motion correlates 0.88 with the true opening, 1.3 px std) by 600 steps; 300 reach 0.2 px.
+        iterations=StageIterations(300, 400, 300, 600, 250, 150),
         batch_size=1,
-        hash_grid=HashGridSettings(n_levels=8, log2_hashmap_size=14),
+        hash_grid=HashGridSettings(n_levels=8, log2_hashmap_size=14, init_scale=0.5),
+        network_lr_scale=5.0,
         syncnet_iterations=600,
         generator_size=128,
         checkpoint_every=100,

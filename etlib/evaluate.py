@@ -341,10 +341,9 @@ def render_driven(
 
     Returns (T, H, W, 3) float frames in [0, 1] and the (T, 68, 2) tracked landmarks of the pose frames.
     """
-    from etlib.audio.features import per_frame_features
     from etlib.train.evaluate import render_frame
 
-    feats = per_frame_features(audio, SAMPLE_RATE, FPS)
+    feats = data.features_for(audio, SAMPLE_RATE, FPS)
     n = len(feats) if va is None else len(va)
     ids = [data.train_ids[t % len(data.train_ids)] for t in range(n)]
     frames = []

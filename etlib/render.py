@@ -71,9 +71,7 @@ def parse_va(spec: str) -> VAPath:
 
 def render_frames(model, data, audio: np.ndarray, va_path: VAPath, progress: bool = True, emotion: bool = True):
     """Yield (H, W, 3) uint8 frames driven by 16 kHz ``audio`` and ``va_path``."""
-    from etlib.audio.features import per_frame_features
-
-    feats = per_frame_features(audio, SAMPLE_RATE, FPS)
+    feats = data.features_for(audio, SAMPLE_RATE, FPS)
     ids = data.train_ids
     model.eval()
     for t in tqdm(range(len(feats)), desc="render", unit="frame", disable=not progress):

@@ -78,3 +78,14 @@ def test_settings_give_talkinggaussian_resolutions():
     assert smoke.n_output_dims == 3 * 4
     with pytest.raises(ValueError, match="region"):
         TriPlaneEncoder.from_settings(settings, "eyes")
+
+
+def test_init_scale_sets_the_starting_feature_range():
+    paper = TriPlaneEncoder.from_settings(HashGridSettings(n_levels=2, log2_hashmap_size=8), backend="torch")
+    short = TriPlaneEncoder.from_settings(
+        HashGridSettings(n_levels=2, log2_hashmap_size=8, init_scale=0.5), backend="torch"
+    )
+    for enc, scale in ((paper, 1e-4), (short, 0.5)):
+        values = torch.cat([p.detach().flatten() for p in enc.parameters()])
+        assert values.abs().max() <= scale
+        assert values.abs().max() > 0.9 * scale  # uniform over the whole range, not a smaller one

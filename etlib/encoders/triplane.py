@@ -29,6 +29,7 @@ class TriPlaneEncoder(nn.Module):
         bound: points are expected in ``[-bound, bound]^3`` (TalkingGaussian: 0.15). Points outside
             are clamped to the box, so a Gaussian that drifts out keeps the border features.
         backend: ``"auto"`` (tinycudann on CUDA when importable), ``"torch"`` or ``"tcnn"``.
+        init_scale: features start uniform in ``[-init_scale, init_scale]`` (tinycudann: 1e-4).
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class TriPlaneEncoder(nn.Module):
         desired_resolution: float = 2048,
         bound: float = 0.15,
         backend: str = "auto",
+        init_scale: float = 1e-4,
     ) -> None:
         super().__init__()
         if bound <= 0:
@@ -60,6 +62,10 @@ class TriPlaneEncoder(nn.Module):
                 for name in PLANES
             }
         )
+        if init_scale != 1e-4:  # both backends keep their table in one ``params`` tensor
+            with torch.no_grad():
+                for grid in self.planes.values():
+                    grid.params.uniform_(-init_scale, init_scale)
 
     @classmethod
     def from_settings(
@@ -81,6 +87,7 @@ class TriPlaneEncoder(nn.Module):
             desired_resolution=s.desired_resolution,
             bound=s.bound,
             backend=backend,
+            init_scale=s.init_scale,
         )
 
     @property

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from etlib.audio.features import log_mel, mel_window_for_frame, per_frame_features
+from etlib.audio.features import log_mel, mel_window_for_frame
 from etlib.audio.sync_metrics import eq9_sync_loss, face_box_from_landmarks, lower_half_crops
 from etlib.audio.syncnet import SyncNet, freeze
 from etlib.train.data import SubjectFrames
@@ -52,7 +52,7 @@ class SyncLossTerm:
         for clip in clips:
             if len(clip) < SAMPLE_RATE * 0.5:
                 continue
-            self.sources.append((clip, per_frame_features(clip, SAMPLE_RATE, FPS), log_mel(clip)))
+            self.sources.append((clip, data.features_for(clip, SAMPLE_RATE, FPS), log_mel(clip)))
 
     def applies(self, iteration: int) -> bool:
         return iteration % self.every == 0

@@ -28,7 +28,7 @@ from etlib.gaussians.model import GaussianSet
 from etlib.preprocess.subject import SubjectDir, atomic_write_text
 from etlib.talking.init import initial_gaussians
 from etlib.talking.model import Ablation, EmoTalkingGaussian
-from etlib.train.data import AUDIO_BANDS, AUDIO_BINS, Sample, SubjectFrames
+from etlib.train.data import Sample, SubjectFrames
 from etlib.train.stages import STAGE_NAMES, STAGES, Stage, get_stage
 
 CHECKPOINT_FORMAT = "etlib.EmoTalkingGaussian/1"
@@ -211,8 +211,8 @@ class Trainer:
         return EmoTalkingGaussian(
             mouth,
             face,
-            audio_in_dim=AUDIO_BANDS,
-            audio_window=AUDIO_BINS,
+            audio_in_dim=self.data.audio_channels,
+            audio_window=self.data.audio_bins,
             audio_frames=self.preset.audio_window,
             au_dim=self.data.au.shape[1],
             hash_grid=self.preset.hash_grid,
@@ -254,12 +254,12 @@ class Trainer:
             if stage.gaussian_params is not None:  # fine-tuning: opacity and colour only
                 gauss_opts = {k: v for k, v in gauss_opts.items() if k in stage.gaussian_params}
         groups = []
+        lr_hash = OPTIMIZER.lr_hash_encoder  # the hash tables already move fast (5e-3)
+        lr_other = OPTIMIZER.lr_other * self.preset.network_lr_scale
         for name in stage.networks:
             parts = self.model.network_parameters()[name]
-            groups.append(
-                {"params": parts["hash"], "lr": OPTIMIZER.lr_hash_encoder, "base_lr": OPTIMIZER.lr_hash_encoder}
-            )
-            groups.append({"params": parts["other"], "lr": OPTIMIZER.lr_other, "base_lr": OPTIMIZER.lr_other})
+            groups.append({"params": parts["hash"], "lr": lr_hash, "base_lr": lr_hash})
+            groups.append({"params": parts["other"], "lr": lr_other, "base_lr": lr_other})
         net_opt = torch.optim.AdamW(groups) if groups else None
         for opt in gauss_opts.values():
             for group in opt.param_groups:
