@@ -130,3 +130,35 @@ def test_sync_loss_term_reaches_the_mouth_network(smoke_subject, tmp_path):
         grads = [p.grad for p in trainer.model.f_M.parameters() if p.grad is not None]
         assert grads and sum(float(g.abs().sum()) for g in grads) > 0
     assert all(p.grad is None for p in syncnet.parameters())  # the SyncNet stays frozen
+
+
+def test_audio_windows_are_standardised_with_the_training_frames_statistics(smoke_subject):
+    import numpy as np
+
+    from etlib.train.data import SubjectFrames
+
+    data = SubjectFrames(smoke_subject.root, audio_frames=8)
+    windows = torch.stack([data.audio_window(i) for i in data.train_ids])  # (N, 8, 16, 4)
+    per_dim = windows[:, 4].reshape(len(data.train_ids), -1)  # the frame itself (slot 4 of 8)
+    varying = torch.from_numpy(data.audio_features[data.train_ids].std(0) > 1e-2)
+    assert varying.sum() > 32
+    assert per_dim.mean(0).abs().max() < 1e-3
+    assert torch.allclose(per_dim.std(0, unbiased=False)[varying], torch.ones(int(varying.sum())), atol=1e-2)
+    # new speech goes through the same transform: the training mean maps to zero
+    mean_row = data.audio_features[data.train_ids].mean(0, keepdims=True)
+    assert float(data.audio_window(0, mean_row).abs().max()) < 1e-3
+    assert data.audio_extractor == "logmel" and (data.audio_channels, data.audio_bins) == (16, 4)
+    np.testing.assert_allclose(data.features_for(np.zeros(16000, np.float32)).shape, (25, 64))
+
+
+def test_lip_motion_of_an_untrained_face_branch_is_flat(smoke_subject, tmp_path):
+    import numpy as np
+
+    from etlib.train.evaluate import lip_motion
+
+    trainer = Trainer(smoke_subject.root, tmp_path / "run", "smoke", progress=False)
+    ids = trainer.data.test_ids
+    trace = lip_motion(trainer.model, trainer.data, ids)
+    assert trace["gaussians"] > 0 and trace["motion_px"].shape == (len(ids),)
+    np.testing.assert_allclose(trace["opening_px"], trainer.data.landmarks[ids, 66, 1] - trainer.data.landmarks[ids, 62, 1])
+    assert np.abs(trace["motion_px"]).max() < 0.05  # output layers start near zero (Sec. 3.2)

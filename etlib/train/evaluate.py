@@ -183,3 +183,33 @@ def layer_error(model: EmoTalkingGaussian, data: SubjectFrames, ids: list[int], 
                 raise ValueError(f"layer must be 'mouth' or 'face', not {layer!r}")
             errors.append(float((out.color - truth).abs().mean()))
     return float(np.mean(errors))
+
+
+def lip_motion(model: EmoTalkingGaussian, data: SubjectFrames, ids: list[int], radius_px: float = 1.5) -> dict:
+    """Does ``f_F`` open the mouth with the speech? Per frame of ``ids``: the mean vertical image motion (pixels)
+    that ``f_F``'s ``Δmu`` (Eq. 4) gives the face Gaussians on the lower lip, beside the true mouth opening.
+
+    Lower-lip Gaussians are those whose canonical centre projects within ``radius_px`` of landmarks 55-59/65-67
+    in the first frame. Returns ``motion_px``, ``opening_px`` (landmark 66 minus 62, y) and their correlation.
+    """
+    if model.f_F is None:
+        raise ValueError("this model has no face branch")
+    lower_lip = [55, 56, 57, 58, 59, 65, 66, 67]
+    mu = model.face.means.detach()
+    K, w2c = torch.from_numpy(data.K).float(), torch.from_numpy(data.w2c[ids[0]]).float()
+    cam = mu @ w2c[:3, :3].T + w2c[:3, 3]
+    uv = (cam @ K.T)[:, :2] / (cam @ K.T)[:, 2:]
+    near = torch.cdist(uv, torch.from_numpy(data.landmarks[ids[0], lower_lip]).float()).min(1).values < radius_px
+    if not near.any():
+        raise ValueError("no face Gaussian projects onto the lower lip; is the model trained on this subject?")
+    px_per_unit = float(K[1, 1]) / float(cam[near, 2].mean())
+    motion = []
+    with torch.no_grad():
+        for i in ids:
+            c = data.condition(i)
+            d_xyz = model.f_F(mu, c.audio, c.au).d_xyz[near]
+            motion.append(float((d_xyz @ w2c[:3, :3].T)[:, 1].mean()) * px_per_unit)
+    motion_px = np.asarray(motion) - np.mean(motion)
+    opening_px = data.landmarks[ids, 66, 1] - data.landmarks[ids, 62, 1]
+    corr = float(np.corrcoef(motion_px, opening_px)[0, 1]) if motion_px.std() > 0 else 0.0
+    return {"motion_px": motion_px, "opening_px": opening_px, "correlation": corr, "gaussians": int(near.sum())}

@@ -152,3 +152,21 @@ def show_emotion_grid(model, data, i: int, points, axes=None):
     for ax in np.ravel(axes):
         ax.axis("off")
     return axes
+
+
+def plot_lip_motion(trace: dict, ax=None):
+    """``etlib.train.evaluate.lip_motion``: the lower lip's motion from ``f_F`` over the frames, beside the true
+    mouth opening (both in pixels, the motion centred)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 2.4))
+    ax.plot(trace["opening_px"] - trace["opening_px"].mean(), lw=1, label="true mouth opening (centred)")
+    ax.plot(trace["motion_px"], lw=1, label="lower-lip motion from f_F")
+    ax.set_xlabel("test frame")
+    ax.set_ylabel("pixels")
+    ax.set_title(
+        f"f_F follows the speech: r = {trace['correlation']:.2f} ({trace['gaussians']} lip Gaussians)", fontsize=9
+    )
+    ax.legend(fontsize=7, loc="upper right")
+    return ax
