@@ -160,5 +160,7 @@ def test_lip_motion_of_an_untrained_face_branch_is_flat(smoke_subject, tmp_path)
     ids = trainer.data.test_ids
     trace = lip_motion(trainer.model, trainer.data, ids)
     assert trace["gaussians"] > 0 and trace["motion_px"].shape == (len(ids),)
-    np.testing.assert_allclose(trace["opening_px"], trainer.data.landmarks[ids, 66, 1] - trainer.data.landmarks[ids, 62, 1])
+    np.testing.assert_allclose(
+        trace["opening_px"], trainer.data.landmarks[ids, 66, 1] - trainer.data.landmarks[ids, 62, 1]
+    )
     assert np.abs(trace["motion_px"]).max() < 0.05  # output layers start near zero (Sec. 3.2)
