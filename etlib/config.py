@@ -208,7 +208,7 @@ PRESETS: dict[str, Preset] = {
         n_gaussians_face=8000,
         n_gaussians_mouth=1500,
         # face_network 600: with standardised audio, hash init 0.5 and 5x network lr the lips follow the audio
-        # (lower-lip motion correlates 0.88 with the true opening, 1.3 px std) by 600 steps; 300 reach 0.2 px.
+        # (lower-lip motion correlates 0.84-0.88 with the true opening, 1.0-1.3 px std) by 600 steps; 300 reach 0.2 px.
         iterations=StageIterations(300, 400, 300, 600, 250, 150),
         batch_size=1,
         hash_grid=HashGridSettings(n_levels=8, log2_hashmap_size=14, init_scale=0.5),
