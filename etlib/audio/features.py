@@ -51,25 +51,25 @@ def _check_sample_rate(sr: int) -> None:
         raise ValueError(f"sample rate must be a positive integer number of Hz, got {sr!r}")
 
 
+# Slaney's mel scale: 200/3 Hz a mel below 1 kHz, then logarithmic steps of ln(6.4)/27 a mel.
+_SLANEY_HZ_PER_MEL = 200.0 / 3
+_SLANEY_MIN_LOG_HZ = 1000.0
+_SLANEY_MIN_LOG_MEL = _SLANEY_MIN_LOG_HZ / _SLANEY_HZ_PER_MEL
+_SLANEY_LOGSTEP = np.log(6.4) / 27.0
+
+
 def hz_to_mel(freq: np.ndarray | float) -> np.ndarray:
     """Slaney's mel scale (librosa's default, ``htk=False``): linear below 1 kHz, logarithmic above."""
     freq = np.asarray(freq, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    mels = freq / f_sp
-    return np.where(freq >= min_log_hz, min_log_mel + np.log(np.maximum(freq, 1e-10) / min_log_hz) / logstep, mels)
+    log_part = _SLANEY_MIN_LOG_MEL + np.log(np.maximum(freq, 1e-10) / _SLANEY_MIN_LOG_HZ) / _SLANEY_LOGSTEP
+    return np.where(freq >= _SLANEY_MIN_LOG_HZ, log_part, freq / _SLANEY_HZ_PER_MEL)
 
 
 def mel_to_hz(mels: np.ndarray | float) -> np.ndarray:
     """Inverse of :func:`hz_to_mel`."""
     mels = np.asarray(mels, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels)
+    log_part = _SLANEY_MIN_LOG_HZ * np.exp(_SLANEY_LOGSTEP * (mels - _SLANEY_MIN_LOG_MEL))
+    return np.where(mels >= _SLANEY_MIN_LOG_MEL, log_part, _SLANEY_HZ_PER_MEL * mels)
 
 
 def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
