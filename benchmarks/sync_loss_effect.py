@@ -39,7 +39,7 @@ def train_variant(subject: Path, run: Path, name: str, preset: str, syncnet: Pat
 def sync_of_run(run: Path, subject: Path, syncnet, sentences) -> dict:
     """Sync-E/C and AV offset of ``run`` speaking each sentence (espeak-ng), and their means."""
     from etlib.audio.tts import synthesize
-    from etlib.evaluate import SAMPLE_RATE, _to_uint8, clip_sync, render_driven
+    from etlib.evaluate import SAMPLE_RATE, clip_sync, render_driven, to_uint8
     from etlib.train.data import SubjectFrames
     from etlib.train.trainer import load_model
 
@@ -50,7 +50,7 @@ def sync_of_run(run: Path, subject: Path, syncnet, sentences) -> dict:
     for k, text in enumerate(sentences):
         audio = synthesize(text, sr=SAMPLE_RATE)
         frames, track = render_driven(model, data, audio, progress=False)
-        scores = clip_sync(_to_uint8(frames), track, audio, syncnet)
+        scores = clip_sync(to_uint8(frames), track, audio, syncnet)
         clips[f"sentence {k + 1}"] = {key: scores[key] for key in ("sync_e", "sync_c", "av_offset", "windows")}
     return {
         "ablation": state["ablation"],

@@ -322,7 +322,8 @@ def audio_of_frames(audio: np.ndarray, first: int, n: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 
 
-def _to_uint8(images: Sequence[np.ndarray]) -> np.ndarray:
+def to_uint8(images: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack float frames in [0, 1] into (T, H, W, 3) uint8 (what SyncNet crops and the judge read)."""
     return (np.clip(np.stack(images), 0, 1) * 255).round().astype(np.uint8)
 
 
@@ -397,7 +398,7 @@ def self_reconstruction(
     if np.any(np.diff(ids) != 1):
         raise ValueError("Table 1 needs consecutive frame indices (SyncNet reads 5-frame windows)")
     truth = [data.subject.read_frame(i).astype(np.float32) / 255.0 for i in ids]
-    truth_u8 = _to_uint8(truth)
+    truth_u8 = to_uint8(truth)
     track = data.landmarks[ids]
     audio = audio_of_frames(read_audio(data.subject.audio, sr=SAMPLE_RATE), ids[0], len(ids))
     neutral = neutral_reference(data.landmarks[data.train_ids])
@@ -409,7 +410,7 @@ def self_reconstruction(
     rows, renders = [gt] if baselines else [], {}
     for label, emotion in (("Ours w/o Emo. branch", False), ("Ours", True))[0 if baselines else 1 :]:
         pred = [render_frame(model, data, i, emotion=emotion) for i in tqdm(ids, desc=label, disable=not progress)]
-        renders[label] = _to_uint8(pred)
+        renders[label] = to_uint8(pred)
         lm_pred = detect_landmarks(pred, backends.detector)
         ok = np.isfinite(lm_pred).all(axis=(1, 2)) & np.isfinite(lm_true).all(axis=(1, 2))
         row: dict[str, Any] = {"Method": label}
@@ -446,7 +447,7 @@ def cross_domain_audio(
     for name, audio in audios.items():
         audio = audio if max_seconds is None else audio[: int(max_seconds * SAMPLE_RATE)]
         frames, track = render_driven(model, data, audio, progress=progress, desc=f"speak {name}")
-        results[name] = clip_sync(_to_uint8(frames), track, audio, backends.syncnet) | {"frames": len(frames)}
+        results[name] = clip_sync(to_uint8(frames), track, audio, backends.syncnet) | {"frames": len(frames)}
     return {"rows": [{"Method": "Ours", **{f"{k}|{n}": v for n, r in results.items() for k, v in r.items()}}],
             "clips": results}  # fmt: skip
 
@@ -528,7 +529,7 @@ def emotion_conditioned(
     runs += [("AU baseline (w/o Emo. b. + generator AUs)", {"va": va, "au": au, "emotion": False})] * au_baseline
     for label, kwargs in runs:
         frames, track = render_driven(model, data, speech, progress=progress, desc=label, **kwargs)
-        u8 = _to_uint8(frames)
+        u8 = to_uint8(frames)
         j = judge_frames(backends.judge, frames, track)
         row = {"Method": label} | clip_sync(u8, track, speech, backends.syncnet)
         row |= emotion_metrics(j["va"], va, j["probs"], j["class_names"], labels)
