@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from etlib.encoders import reuse_encodings
+
 FPS = 25.0
 SAMPLE_RATE = 16000
 
@@ -74,14 +76,15 @@ def render_frames(model, data, audio: np.ndarray, va_path: VAPath, progress: boo
     feats = data.features_for(audio, SAMPLE_RATE, FPS)
     ids = data.train_ids
     model.eval()
-    for t in tqdm(range(len(feats)), desc="render", unit="frame", disable=not progress):
-        i = ids[t % len(ids)]
-        v, a = va_path(t / FPS)
-        cond = data.condition(i, va=np.array([v, a], np.float32), audio=feats, audio_index=t)
-        background = torch.from_numpy(data.subject.read_bg(i).astype(np.float32) / 255.0)
-        with torch.no_grad():
-            image = model(data.camera(i), cond, background, emotion=emotion).image
-        yield (image.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    with reuse_encodings(model):  # the canonical Gaussians' H(mu) is the same in every frame
+        for t in tqdm(range(len(feats)), desc="render", unit="frame", disable=not progress):
+            i = ids[t % len(ids)]
+            v, a = va_path(t / FPS)
+            cond = data.condition(i, va=np.array([v, a], np.float32), audio=feats, audio_index=t)
+            background = torch.from_numpy(data.subject.read_bg(i).astype(np.float32) / 255.0)
+            with torch.no_grad():
+                image = model(data.camera(i), cond, background, emotion=emotion).image
+            yield (image.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
 
 
 def render_video(

@@ -327,6 +327,16 @@ def test_densification_grows_and_prunes():
     assert all(opts[k].param_groups[0]["params"][0] is gs.params[k] for k in opts)
 
 
+def test_cropped_camera_renders_the_window_of_the_full_image():
+    gs = GaussianSet.random(300, bound=0.5, shape="sphere", sh_degree=1, init_opacity=0.6)
+    cam = Camera.look_at((0, 0, -3), width=64, height=48)
+    full = gs.render(cam).color
+    window = gs.render(cam.crop(13, 20, 30, 21)).color
+    torch.testing.assert_close(window, full[20:41, 13:43], atol=2e-4, rtol=0)  # float32 rounding of cx, cy
+    with pytest.raises(ValueError, match="does not fit"):
+        cam.crop(40, 0, 30, 10)
+
+
 def test_rasterize_rejects_bad_input():
     means, quats, scales, opac, colors, cam = random_scene(10, 16, 16)
     with pytest.raises(ValueError, match="quats"):

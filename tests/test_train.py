@@ -132,6 +132,58 @@ def test_sync_loss_term_reaches_the_mouth_network(smoke_subject, tmp_path):
     assert all(p.grad is None for p in syncnet.parameters())  # the SyncNet stays frozen
 
 
+def test_sync_loss_on_cropped_renders_equals_full_renders(smoke_subject, tmp_path):
+    """Rendering only the window SyncNet sees changes neither L_sync nor its gradient."""
+    import numpy as np
+
+    from etlib.audio.syncnet import PRESET_SYNCNET, SyncNet
+    from etlib.train.sync import SyncLossTerm
+
+    trainer = Trainer(smoke_subject.root, tmp_path / "run", "smoke", progress=False)
+    torch.manual_seed(0)
+    syncnet = SyncNet(PRESET_SYNCNET["smoke"], name="syncnet:random-test")
+    results = []
+    for crop in (False, True):
+        term = SyncLossTerm(syncnet, trainer.data, [], every=1, crop_renders=crop)
+        trainer.model.zero_grad(set_to_none=True)
+        loss = term(trainer.model, "face_network", 3, np.random.default_rng(0))
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in trainer.model.f_F.parameters() if p.grad is not None]))
+    (full, g_full), (crop, g_crop) = results
+    torch.testing.assert_close(crop, full, atol=1e-5, rtol=1e-4)
+    assert len(g_full) == len(g_crop) > 0
+    for a, b in zip(g_full, g_crop):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-3)
+
+
+def test_reused_encodings_give_the_same_loss_and_gradients(smoke_subject, tmp_path):
+    """One H(mu) for all renders of a step (etlib.encoders.reuse_encodings) is an optimisation, not a change."""
+    from etlib.encoders import reuse_encodings
+
+    trainer = Trainer(smoke_subject.root, tmp_path / "run", "smoke", progress=False)
+    results = []
+    for reuse in (False, True):
+        trainer.model.zero_grad(set_to_none=True)
+        calls = []
+        hook = trainer.model.f_F.encoder.planes["xy"].register_forward_hook(lambda *a, calls=calls: calls.append(1))
+        if reuse:
+            with reuse_encodings(trainer.model):
+                a = trainer.model.face_layer(trainer.data.condition(0)).means.sum()
+                b = trainer.model.face_layer(trainer.data.condition(1)).means.sum()
+        else:
+            a = trainer.model.face_layer(trainer.data.condition(0)).means.sum()
+            b = trainer.model.face_layer(trainer.data.condition(1)).means.sum()
+        hook.remove()
+        (a + b).backward()
+        grads = [p.grad.clone() for p in trainer.model.f_F.encoder.parameters()]
+        results.append((float((a + b).detach()), grads, len(calls)))
+    assert results[0][2] == 2 and results[1][2] == 1  # encoded once with reuse
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    for g0, g1 in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(g1, g0, atol=1e-7, rtol=1e-5)
+    assert trainer.model.f_F.encoder._memo is None  # off again after the block
+
+
 def test_audio_windows_are_standardised_with_the_training_frames_statistics(smoke_subject):
     import numpy as np
 

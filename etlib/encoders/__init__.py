@@ -10,7 +10,7 @@ from etlib.encoders.hashgrid import (
     make_hash_grid,
     per_level_scale_for,
 )
-from etlib.encoders.triplane import PLANES, TriPlaneEncoder
+from etlib.encoders.triplane import PLANES, TriPlaneEncoder, reuse_encodings
 
 __all__ = [
     "PLANES",
@@ -23,4 +23,5 @@ __all__ = [
     "level_scale",
     "make_hash_grid",
     "per_level_scale_for",
+    "reuse_encodings",
 ]

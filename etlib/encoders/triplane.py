@@ -8,6 +8,8 @@ Three 2-D grids collide far less than one 3-D grid of the same memory, which is 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -31,6 +33,8 @@ class TriPlaneEncoder(nn.Module):
         backend: ``"auto"`` (tinycudann on CUDA when importable), ``"torch"`` or ``"tcnn"``.
         init_scale: features start uniform in ``[-init_scale, init_scale]`` (tinycudann: 1e-4).
     """
+
+    _memo: tuple | None = None  # (positions, their version, features) inside reuse_encodings()
 
     def __init__(
         self,
@@ -102,6 +106,30 @@ class TriPlaneEncoder(nn.Module):
         """Encode ``(N, 3)`` positions into ``(N, 3 * n_levels * F)`` features, planes in xy, yz, xz order."""
         if xyz.ndim != 2 or xyz.shape[1] != 3:
             raise ValueError(f"expected positions of shape (N, 3), got {tuple(xyz.shape)}")
+        memo = self._memo
+        if memo is not None and memo[0] is xyz and memo[1] == xyz._version:
+            return memo[2]
         unit = self.normalize(xyz)
-        feats = [grid(unit[:, list(PLANES[name])]) for name, grid in self.planes.items()]
-        return torch.cat(feats, dim=-1)
+        feats = torch.cat([grid(unit[:, list(PLANES[name])]) for name, grid in self.planes.items()], dim=-1)
+        if memo is not None:
+            self._memo = (xyz, xyz._version, feats)
+        return feats
+
+
+@contextmanager
+def reuse_encodings(module: nn.Module) -> Iterator[None]:
+    """Within the block, every :class:`TriPlaneEncoder` in ``module`` encodes a given positions tensor once.
+
+    The renders of one training step (the frame, and the five frames of L_sync) deform the same canonical
+    Gaussians, so ``H(mu)`` is one computation and one node of the autograd graph instead of six, with the
+    same gradients. Only valid while the tables and positions are not updated in place: wrap one step's
+    forward pass, not the optimiser step.
+    """
+    encoders = [m for m in module.modules() if isinstance(m, TriPlaneEncoder)]
+    for encoder in encoders:
+        encoder._memo = (None, -1, None)
+    try:
+        yield
+    finally:
+        for encoder in encoders:
+            encoder._memo = None

@@ -101,6 +101,22 @@ class Camera:
         K[:2] = K[:2] * factor
         return Camera(self.viewmat, K, round(self.width * factor), round(self.height * factor))
 
+    def crop(self, x0: int, y0: int, width: int, height: int) -> Camera:
+        """The camera of the window ``[x0, x0 + width) x [y0, y0 + height)`` of this camera's image.
+
+        Rendering the window gives exactly those pixels of the full render at a fraction of its cost
+        (the principal point moves, nothing else does).
+        """
+        x0, y0, width, height = int(x0), int(y0), int(width), int(height)
+        if x0 < 0 or y0 < 0 or width <= 0 or height <= 0 or x0 + width > self.width or y0 + height > self.height:
+            raise ValueError(
+                f"crop window x0={x0}, y0={y0}, {width}x{height} does not fit a {self.width}x{self.height} image"
+            )
+        K = self.K.clone()
+        K[0, 2] -= x0
+        K[1, 2] -= y0
+        return Camera(self.viewmat, K, width, height)
+
 
 def stack_cameras(cameras: Camera | Sequence[Camera]) -> tuple[Tensor, Tensor, int, int, bool]:
     """``(viewmats (C,4,4), Ks (C,3,3), width, height, batched)`` for one camera or a list of them.

@@ -5,6 +5,8 @@ Self-checks work on any footage (issue: real clips have no ground truth):
 * ``face_share``: frames with a face;
 * ``reprojection_iod``: mean distance between the 68 landmarks and the posed mean face, in inter-ocular
   distances (it rises if pose smoothing erased real head motion);
+* ``reprojection_iod_pct_per_frame_pnp``: the same for unsmoothed per-frame PnP, the floor: the gap
+  between the two is what temporal smoothing cost;
 * ``pose_jitter_deg``: RMS rotation left after removing a 0.5 s moving average;
 * ``mouth_sound_corr`` / ``mouth_sound_lag_s``: correlation of the mouth opening with the loudness
   envelope at the best lag within ±0.2 s (weak on real clips: speech moves lips before sound);
@@ -70,6 +72,10 @@ def rotation_error_deg(w2c_est: np.ndarray, w2c_true: np.ndarray) -> np.ndarray:
     return np.degrees(delta.magnitude())
 
 
+def _pct(fraction: float | None) -> float | None:
+    return None if fraction is None else 100 * float(fraction)
+
+
 def build_report(subject: SubjectDir, ground_truth: Path | None = None) -> dict:
     from etlib.io import read_audio
     from etlib.preprocess.crop import CropWindow
@@ -96,6 +102,7 @@ def build_report(subject: SubjectDir, ground_truth: Path | None = None) -> dict:
             "face_share": steps.get("landmarks", {}).get("face_share"),
             "detected_share": steps.get("landmarks", {}).get("detected_share"),
             "reprojection_iod_pct": float(100 * (reproj / inter_ocular_distance(landmarks)).mean()),
+            "reprojection_iod_pct_per_frame_pnp": _pct(steps.get("pose", {}).get("reprojection_iod_per_frame_pnp")),
             "pose_jitter_deg": pose_jitter_degrees(w2c, FPS),
             "mouth_sound_corr": corr,
             "mouth_sound_lag_s": lag / FPS,

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from etlib.encoders import reuse_encodings
 from etlib.preprocess.subject import SubjectDir, atomic_write_text
 from etlib.talking.model import EmoTalkingGaussian, FrameCondition
 from etlib.train.data import SubjectFrames
@@ -81,11 +82,12 @@ def evaluate_model(
 
     ids = list(ids if ids is not None else data.test_ids)
     renders, statics, truths, heads = [], [], [], []
-    for i in tqdm(ids, desc="evaluate", disable=not progress):
-        renders.append(render_frame(model, data, i))
-        statics.append(render_frame(model, data, i, mean_audio_condition(data, i)))
-        truths.append(data.subject.read_frame(i).astype(np.float32) / 255.0)
-        heads.append(data.subject.read_mask("face", i) | data.subject.read_mask("mouth", i))
+    with reuse_encodings(model):  # H(mu) of the canonical Gaussians once for all frames
+        for i in tqdm(ids, desc="evaluate", disable=not progress):
+            renders.append(render_frame(model, data, i))
+            statics.append(render_frame(model, data, i, mean_audio_condition(data, i)))
+            truths.append(data.subject.read_frame(i).astype(np.float32) / 255.0)
+            heads.append(data.subject.read_mask("face", i) | data.subject.read_mask("mouth", i))
     pred, true = np.stack(renders), np.stack(truths)
     head = np.stack(heads)[..., None].astype(np.float32)
     lm_pred = detect_landmarks(renders)
@@ -150,11 +152,12 @@ def evaluate_emotion_clip(
         va_truth = np.load(gt)["va"][: data.n] if gt.exists() else data.va
     ids = list(range(0, data.n, max(1, -(-data.n // max_frames))))
     with_e, without_e, truth = [], [], []
-    for i in tqdm(ids, desc="emotion clip", disable=not progress):
-        cond = data.condition(i, va=va_truth[i])
-        with_e.append(render_frame(model, data, i, cond, emotion=True))
-        without_e.append(render_frame(model, data, i, cond, emotion=False))
-        truth.append(s.read_frame(i).astype(np.float32) / 255.0)
+    with reuse_encodings(model):
+        for i in tqdm(ids, desc="emotion clip", disable=not progress):
+            cond = data.condition(i, va=va_truth[i])
+            with_e.append(render_frame(model, data, i, cond, emotion=True))
+            without_e.append(render_frame(model, data, i, cond, emotion=False))
+            truth.append(s.read_frame(i).astype(np.float32) / 255.0)
     true = np.stack(truth)
     head = np.stack([s.read_mask("face", i) | s.read_mask("mouth", i) for i in ids])[..., None]
     head = np.broadcast_to(head, true.shape).astype(np.float32)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from etlib import losses
 from etlib.config import OPTIMIZER, Preset, get_preset
+from etlib.encoders import reuse_encodings
 from etlib.gaussians.densify import Densifier
 from etlib.gaussians.model import GaussianSet
 from etlib.preprocess.subject import SubjectDir, atomic_write_text
@@ -443,7 +444,8 @@ class Trainer:
                 for group in opt.param_groups:
                     group["lr"] = group["base_lr"] * decay
             sample = self.data.sample(int(rng.choice(self.data.train_ids)))
-            total, terms, meta = self.stage_loss(stage, sample, rng, it)
+            with reuse_encodings(self.model):  # H(mu) once for the frame and L_sync's five renders
+                total, terms, meta = self.stage_loss(stage, sample, rng, it)
             if densifier is not None:
                 densifier.step_pre_backward(it, meta)
             total.backward()
