@@ -71,3 +71,25 @@ def test_mlp_is_bias_free_relu_stack():
     h = torch.relu(x @ mlp.layers[0].weight.T)
     h = torch.relu(h @ mlp.layers[1].weight.T)
     torch.testing.assert_close(mlp(x), h @ mlp.layers[2].weight.T)
+
+
+def test_region_attention_bias_starts_the_map_at_its_value_and_is_learnable():
+    torch.manual_seed(3)
+    feats = 1e-4 * torch.randn(50, 24)  # untrained hash features are tiny
+    plain = RegionAttention(24, 2, hidden=16, activation="relu")
+    assert plain.bias is None and "bias" not in plain.state_dict()
+    biased = RegionAttention(24, 2, hidden=16, activation="relu", init_bias=1.0)
+    torch.testing.assert_close(biased.attention_map(feats), torch.ones(50, 2), atol=1e-3, rtol=0)
+    torch.testing.assert_close(biased.attention_map(feats), (biased.mlp(feats) + 1.0).clamp_min(0))
+    biased(feats, torch.tensor([0.5, -0.5]))[0].sum().backward()
+    assert biased.bias.grad is not None and biased.bias.grad.abs().sum() > 0
+
+
+def test_region_attention_loads_a_checkpoint_saved_without_the_bias():
+    torch.manual_seed(4)
+    feats = torch.randn(20, 24)
+    old = RegionAttention(24, 2, hidden=16, activation="relu")
+    new = RegionAttention(24, 2, hidden=16, activation="relu", init_bias=1.0)
+    new.load_state_dict(old.state_dict())
+    assert float(new.bias.detach().abs().sum()) == 0.0
+    torch.testing.assert_close(new.attention_map(feats), old.attention_map(feats))

@@ -9,10 +9,14 @@ Jitter is a top complaint of talking-head users. Per-frame PnP on a rigid subset
 the jaw points by the ears) leaves 1-2 degrees of frame-to-frame noise on real clips, because a small
 near-frontal face barely constrains rotation against translation: a pitch error is undone by a vertical
 shift. :func:`smooth_poses` therefore refits all frames jointly, reprojection error plus a penalty on the
-rotation's acceleration (a smoothing spline): where the landmarks pin the rotation it follows them, where
-they do not, translation absorbs the difference and the rotation stays smooth. The reprojection error of
-all 68 points keeps this honest (smoothing away real motion would raise it), and on the sample subject
-the joint fit is closer to the true rotations than per-frame PnP (``tests/test_preprocess_units.py``).
+rotation's acceleration (a smoothing spline): where the landmarks do not pin the rotation, translation
+absorbs the difference and the rotation stays smooth. A spline also flattens quick real nods; those show
+as frames whose rigid landmarks the smoothed pose misses by much more than their own PnP fit did, and
+:func:`solve_head_pose` relaxes the penalty there until it fits them (iteratively reweighted).
+Measured: on the sample subject the rotation error against the truth drops from 0.81° (per-frame PnP) to
+0.57°; on five real clips the jitter drops from 0.8-2.4° to 0.17-0.23° on three, and to 1.1° and 1.6° on
+two whose heads nod quickly (keeping those nods; forcing 0.5° there misplaces the rigid landmarks by 5 %
+of the inter-ocular distance on the nod frames).
 """
 
 from __future__ import annotations
@@ -114,6 +118,7 @@ def solve_head_pose(
     height: int,
     focal: float | None = None,
     smoothness: float = 3000.0,
+    max_excess_iod: float = 0.01,
 ) -> HeadPose:
     """Per-frame head pose from (T, 68, 2) landmarks.
 
@@ -122,6 +127,9 @@ def solve_head_pose(
         focal: focal length in pixels; searched when None.
         smoothness: weight of the rotation-acceleration penalty of :func:`smooth_poses`; 0 keeps the
             per-frame PnP solutions.
+        max_excess_iod: how much worse (in inter-ocular distances) than its own PnP solution a frame's rigid
+            landmarks may fit after smoothing; at frames beyond it (a quick real nod) the penalty is relaxed
+            and the clip refitted, so smoothing removes noise but not motion the landmarks show.
     """
     if landmarks.ndim != 3 or landmarks.shape[1:] != (68, 2):
         raise ValueError(f"landmarks must be (T, 68, 2), got {landmarks.shape}")
@@ -138,7 +146,17 @@ def solve_head_pose(
         w2c[i, :3, 3] = tvec
         guess = (rvec, tvec)  # warm start: continuity between frames
     if smoothness > 0 and len(landmarks) > 2:
-        w2c = smooth_poses(landmarks, K, w2c, smoothness)
+        floor = rigid_reprojection_iod(K, w2c, landmarks)
+        stiffness, smoothed = np.ones(len(landmarks)), w2c
+        for _ in range(8):  # reweighting rounds: a clip without quick nods needs one
+            smoothed = smooth_poses(landmarks, K, smoothed, smoothness, stiffness=stiffness)
+            excess = rigid_reprojection_iod(K, smoothed, landmarks) - floor > max_excess_iod
+            if not excess.any():
+                break
+            # Let the pose bend at those frames and their neighbours.
+            bend = excess | np.roll(excess, 1) | np.roll(excess, -1)
+            stiffness[bend] /= 10.0
+        w2c = smoothed
     pose = HeadPose(K, w2c, np.zeros(len(landmarks)), np.zeros(len(landmarks)))
     err = np.linalg.norm(pose.project(mean_face_68()) - landmarks, axis=-1).mean(axis=1)
     pose.reprojection_px = err
@@ -146,8 +164,20 @@ def solve_head_pose(
     return pose
 
 
+def rigid_reprojection_iod(K: np.ndarray, w2c: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(T,) mean distance between the rigid landmarks and the posed template's, in inter-ocular distances."""
+    pose = HeadPose(K, w2c, np.zeros(len(w2c)), np.zeros(len(w2c)))
+    err = np.linalg.norm(pose.project(mean_face_68()[RIGID]) - landmarks[:, RIGID], axis=-1).mean(axis=1)
+    return err / np.maximum(inter_ocular_distance(landmarks), 1e-6)
+
+
 def smooth_poses(
-    landmarks: np.ndarray, K: np.ndarray, w2c: np.ndarray, smoothness: float = 3000.0, max_iter: int = 500
+    landmarks: np.ndarray,
+    K: np.ndarray,
+    w2c: np.ndarray,
+    smoothness: float = 3000.0,
+    max_iter: int = 500,
+    stiffness: np.ndarray | None = None,
 ) -> np.ndarray:
     """Joint temporal refit of (T, 4, 4) world-to-camera poses: a smoothing spline on the rotation.
 
@@ -159,9 +189,8 @@ def smooth_poses(
     over the rigid landmarks ``p``, with L-BFGS from the per-frame solutions. The data term is in
     inter-ocular distances, so ``smoothness`` does not depend on the resolution. Translation carries a much
     weaker penalty (in units of :data:`TRANSLATION_UNIT_M`, plus the same acceleration term on ``t / unit``):
-    it absorbs what the landmarks cannot tell apart from a rotation. On the sample subject this brings the
-    rotation error against the truth from 0.81° (per-frame PnP) to 0.57°; on five real clips it brings the
-    jitter from 0.8-2.4° to 0.15-0.47° for +0.05 to +0.5 % of the inter-ocular distance of reprojection.
+    it absorbs what the landmarks cannot tell apart from a rotation. ``stiffness`` (T,) scales the penalty
+    at each frame (:func:`solve_head_pose` lowers it where smoothing would erase a real nod).
     """
     import torch
 
@@ -171,6 +200,8 @@ def smooth_poses(
     points = torch.tensor(mean_face_68()[RIGID], dtype=dtype)
     observed = torch.tensor(landmarks[:, RIGID], dtype=dtype)
     iod = torch.tensor(np.maximum(inter_ocular_distance(landmarks), 1e-6), dtype=dtype)[:, None, None]
+    stiff = torch.ones(len(landmarks), dtype=dtype) if stiffness is None else torch.tensor(stiffness, dtype=dtype)
+    stiff = stiff[1:-1, None]  # one per second difference, centred on frames 1 .. T-2
     Kt = torch.tensor(K, dtype=dtype)
     base = torch.tensor(mean.as_matrix(), dtype=dtype)
     rel = torch.tensor((mean.inv() * rot).as_rotvec(), dtype=dtype, requires_grad=True)
@@ -184,9 +215,8 @@ def smooth_poses(
         cam = torch.einsum("tij,pj->tpi", base @ _rotvec_to_matrix(rel), points) + trans[:, None]
         uv = torch.einsum("ij,tpj->tpi", Kt, cam)
         data = (((uv[..., :2] / uv[..., 2:3] - observed) / iod) ** 2).sum()
-        accel = (torch.diff(rel, n=2, dim=0) ** 2).sum() + (
-            torch.diff(trans / TRANSLATION_UNIT_M, n=2, dim=0) ** 2
-        ).sum()
+        accel = (stiff * torch.diff(rel, n=2, dim=0) ** 2).sum()
+        accel = accel + (stiff * torch.diff(trans / TRANSLATION_UNIT_M, n=2, dim=0) ** 2).sum()
         loss = data + smoothness * accel
         loss.backward()
         return loss

@@ -134,25 +134,45 @@ class AudioEncoder(nn.Module):
 
 
 class RegionAttention(nn.Module):
-    """Per-Gaussian attention map ``A(mu) = act(MLP(H(mu)))`` applied as ``c_r = A ⊙ c`` (Eqs. 4-5).
+    """Per-Gaussian attention map ``A(mu) = act(MLP(H(mu)) + b)`` applied as ``c_r = A ⊙ c`` (Eqs. 4-5).
 
     Args:
         feature_dim: size of the hash-encoded position ``H(mu)``.
         cond_dim: size of the condition (audio feature, action units or valence/arousal).
         hidden: hidden width of the two-layer MLP.
         activation: on the map; TalkingGaussian uses ``"none"`` for audio and ``"relu"`` for the eyes.
+        init_bias: ``None`` (TalkingGaussian's bias-free map, ``b = 0``) or the initial value of a learnable
+            per-channel bias ``b``. A ReLU map of a bias-free MLP starts near 0 everywhere, and a condition
+            multiplied by ~0 gets almost no gradient; ``init_bias=1`` starts every Gaussian listening to the
+            condition (``A ≈ 1``) and lets training learn where to stop (the emotion branch uses it).
     """
 
-    def __init__(self, feature_dim: int, cond_dim: int, hidden: int = 32, activation: Activation = "none") -> None:
+    def __init__(
+        self,
+        feature_dim: int,
+        cond_dim: int,
+        hidden: int = 32,
+        activation: Activation = "none",
+        init_bias: float | None = None,
+    ) -> None:
         super().__init__()
         if activation not in ("none", "relu", "sigmoid"):
             raise ValueError(f"activation must be 'none', 'relu' or 'sigmoid', got {activation!r}")
         self.cond_dim, self.activation = cond_dim, activation
         self.mlp = MLP(feature_dim, cond_dim, hidden, 2)
+        self.bias = None if init_bias is None else nn.Parameter(torch.full((cond_dim,), float(init_bias)))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Checkpoints saved before the bias existed load with b = 0: exactly the map they were trained with.
+        if self.bias is not None and prefix + "bias" not in state_dict:
+            state_dict[prefix + "bias"] = torch.zeros_like(self.bias)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def attention_map(self, features: torch.Tensor) -> torch.Tensor:
         """``A``: ``(N, cond_dim)`` from ``(N, feature_dim)`` hash features."""
         raw = self.mlp(features)
+        if self.bias is not None:
+            raw = raw + self.bias
         if self.activation == "relu":
             return F.relu(raw)
         if self.activation == "sigmoid":

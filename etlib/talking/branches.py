@@ -160,6 +160,11 @@ class EmotionBranch(nn.Module):
     Args:
         hidden, n_layers: of the offset MLP (as ``f_F``: 64, 3).
         attention_hidden: width of the map ``A_e``'s MLP.
+        attention_init_bias: initial bias of ``A_e`` (see :class:`RegionAttention`), so ``e`` reaches the offset
+            MLP from the first step: a bias-free ReLU map starts near 0 and ``f_E`` then learns a V/A-independent
+            correction. 3 (``A_e ≈ 3``: two inputs beside ~24 hash features need the weight) rather than 1: in the quick
+            preset's 250 emotion steps 1 gives a V/A response of ~0.9 grey levels, 3 gives ~2.2, bias-free 0.15.
+            ``None`` is TalkingGaussian's bias-free map.
     """
 
     def __init__(
@@ -167,6 +172,7 @@ class EmotionBranch(nn.Module):
         hidden: int = 64,
         n_layers: int = 3,
         attention_hidden: int = 16,
+        attention_init_bias: float | None = 3.0,
         hash_grid: HashGridSettings | None = None,
         encoder: TriPlaneEncoder | None = None,
         backend: str = "auto",
@@ -174,7 +180,9 @@ class EmotionBranch(nn.Module):
         super().__init__()
         self.encoder = encoder or TriPlaneEncoder.from_settings(hash_grid, "face", backend)
         enc_dim = self.encoder.n_output_dims
-        self.emotion_attention = RegionAttention(enc_dim, VA_DIM, hidden=attention_hidden, activation="relu")
+        self.emotion_attention = RegionAttention(
+            enc_dim, VA_DIM, hidden=attention_hidden, activation="relu", init_bias=attention_init_bias
+        )
         self.in_dim = enc_dim + VA_DIM
         self.net = MLP(self.in_dim, 10, hidden, n_layers)
         _init_output(self.net)
