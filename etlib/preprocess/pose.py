@@ -154,7 +154,9 @@ def solve_head_pose(
             if not excess.any():
                 break
             # Let the pose bend at those frames and their neighbours.
-            bend = excess | np.roll(excess, 1) | np.roll(excess, -1)
+            bend = excess.copy()
+            bend[1:] |= excess[:-1]
+            bend[:-1] |= excess[1:]
             stiffness[bend] /= 10.0
         w2c = smoothed
     pose = HeadPose(K, w2c, np.zeros(len(landmarks)), np.zeros(len(landmarks)))
