@@ -8,8 +8,9 @@ embedding of that 5-frame window towards its audio embedding of the matching 80x
 
 Poses, backgrounds and action units come from five consecutive training frames (TTS audio has no video);
 only the audio features and the mel window come from the clip. The SyncNet is frozen. Five renders cost
-five training steps, so the term is applied every ``every`` iterations (its weight is unchanged when it
-is applied: beta_6 of Eqs. S12, S14, S15).
+more than a training step even when only SyncNet's window is rendered and H(mu) is shared
+(``etlib.encoders.reuse_encodings``), so the term is applied every ``every`` iterations (its weight is
+unchanged when it is applied: beta_6 of Eqs. S12, S14, S15).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class SyncLossTerm:
         clips: 16 kHz waveforms of speech without video (the curated TTS sentences); the subject's own
             training audio is used for the other half of the steps.
         every: apply the term every ``every`` iterations.
-        crop_renders: render only the window SyncNet looks at (the same pixels, ~5x cheaper at 128 px).
+        crop_renders: render only the window SyncNet looks at (the same pixels, a fraction of the cost).
     """
 
     def __init__(
