@@ -185,15 +185,13 @@ def step_pose(video: Path, subject: SubjectDir, preset: Preset, progress: bool) 
     res = subject.meta()["resolution"]
     landmarks = np.load(subject.landmarks)
     pose = solve_head_pose(landmarks, res, res)
-    # The per-frame solutions' error is the floor the joint fit is judged against (report.json).
-    per_frame = solve_head_pose(landmarks, res, res, focal=float(pose.K[0, 0]), smoothness=0)
     write_transforms(subject.transforms, pose, res, res)
     return {
         "backend": "PnP on the mean 68-landmark face (OpenCV) + focal search + joint smoothing-spline refit",
         "version": _version("opencv-python-headless"),
         "focal_px": float(pose.K[0, 0]),
         "reprojection_iod": float(pose.reprojection_iod.mean()),
-        "reprojection_iod_per_frame_pnp": float(per_frame.reprojection_iod.mean()),
+        "reprojection_iod_per_frame_pnp": float(pose.per_frame_pnp_reprojection_iod.mean()),
     }
 
 

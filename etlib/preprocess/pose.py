@@ -47,6 +47,7 @@ class HeadPose:
     w2c: np.ndarray  # (T, 4, 4) OpenCV convention
     reprojection_px: np.ndarray  # (T,) mean error of all 68 landmarks, pixels
     reprojection_iod: np.ndarray  # (T,) the same in fractions of the inter-ocular distance
+    per_frame_pnp_reprojection_iod: np.ndarray | None = None  # (T,) before smoothing: the floor it is judged by
 
     @property
     def rotations(self) -> np.ndarray:
@@ -145,12 +146,13 @@ def solve_head_pose(
         w2c[i, :3, :3] = Rotation.from_rotvec(rvec).as_matrix()
         w2c[i, :3, 3] = tvec
         guess = (rvec, tvec)  # warm start: continuity between frames
+    per_frame_error = reprojection_iod(K, w2c, landmarks)
     if smoothness > 0 and len(landmarks) > 2:
-        floor = rigid_reprojection_iod(K, w2c, landmarks)
+        floor = reprojection_iod(K, w2c, landmarks, RIGID)
         stiffness, smoothed = np.ones(len(landmarks)), w2c
         for _ in range(8):  # reweighting rounds: a clip without quick nods needs one
             smoothed = smooth_poses(landmarks, K, smoothed, smoothness, stiffness=stiffness)
-            excess = rigid_reprojection_iod(K, smoothed, landmarks) - floor > max_excess_iod
+            excess = reprojection_iod(K, smoothed, landmarks, RIGID) - floor > max_excess_iod
             if not excess.any():
                 break
             # Let the pose bend at those frames and their neighbours.
@@ -159,17 +161,16 @@ def solve_head_pose(
             bend[:-1] |= excess[1:]
             stiffness[bend] /= 10.0
         w2c = smoothed
-    pose = HeadPose(K, w2c, np.zeros(len(landmarks)), np.zeros(len(landmarks)))
-    err = np.linalg.norm(pose.project(mean_face_68()) - landmarks, axis=-1).mean(axis=1)
-    pose.reprojection_px = err
-    pose.reprojection_iod = err / np.maximum(inter_ocular_distance(landmarks), 1e-6)
-    return pose
+    error = reprojection_iod(K, w2c, landmarks)
+    iod = np.maximum(inter_ocular_distance(landmarks), 1e-6)
+    return HeadPose(K, w2c, error * iod, error, per_frame_error)
 
 
-def rigid_reprojection_iod(K: np.ndarray, w2c: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """(T,) mean distance between the rigid landmarks and the posed template's, in inter-ocular distances."""
+def reprojection_iod(K: np.ndarray, w2c: np.ndarray, landmarks: np.ndarray, points=slice(None)) -> np.ndarray:
+    """(T,) mean distance between the ``points`` of the 68 landmarks (default all; :data:`RIGID` for the rigid
+    ones) and the posed template's, in inter-ocular distances."""
     pose = HeadPose(K, w2c, np.zeros(len(w2c)), np.zeros(len(w2c)))
-    err = np.linalg.norm(pose.project(mean_face_68()[RIGID]) - landmarks[:, RIGID], axis=-1).mean(axis=1)
+    err = np.linalg.norm(pose.project(mean_face_68()[points]) - landmarks[:, points], axis=-1).mean(axis=1)
     return err / np.maximum(inter_ocular_distance(landmarks), 1e-6)
 
 
