@@ -617,7 +617,7 @@ def ablations(
             rows.append({"Method": label, "lpips": "not trained", "sync_c": "not trained", "e_acc": "not trained"})
             continue
         model = load_model(run).eval()
-        data = SubjectFrames(subject, model.config["audio_frames"])
+        data = SubjectFrames.for_run(run, model.config["audio_frames"], subject)
         ids = _table1_ids(data, settings.max_test_frames)
         t1 = self_reconstruction(model, data, backends, ids, fps_iters=1, progress=progress, baselines=False)
         t3 = emotion_conditioned(model, data, backends, audio, settings.frames_per_point, progress=progress,
@@ -837,7 +837,7 @@ def _evaluate(subject, run, out, emotion_subject, ablation_runs, audio_files, se
     backends = backends or make_backends(syncnet_path, [run.parent, *([out] if out else [])])
     desc = backends.describe()
     model = load_model(run).eval()
-    data = SubjectFrames(subject, model.config["audio_frames"])
+    data = SubjectFrames.for_run(run, model.config["audio_frames"], subject)
 
     t1 = self_reconstruction(model, data, backends, _table1_ids(data, settings.max_test_frames),
                              settings.fps_iters, progress)  # fmt: skip

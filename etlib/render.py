@@ -114,11 +114,9 @@ def render_video(
         samples = audio.astype(np.float32)
     else:
         samples = read_audio(audio, sr=SAMPLE_RATE)
-    import json
 
-    state = json.loads((Path(run_dir) / "state.json").read_text())
     model = load_model(run_dir)
-    data = SubjectFrames(state["subject"], model.config["audio_frames"])
+    data = SubjectFrames.for_run(run_dir, model.config["audio_frames"])
     path = va if callable(va) else parse_va(va)
     frames = render_frames(model, data, samples, path, progress)
     if side_by_side:

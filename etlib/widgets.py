@@ -13,7 +13,6 @@ dragging a slider never builds a queue of stale frames (:class:`LatestOnlyRender
 from __future__ import annotations
 
 import io
-import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -64,9 +63,8 @@ class HeadRenderer:
         state_path = Path(run_dir) / "state.json"
         if not state_path.exists():
             raise FileNotFoundError(f"{run_dir} is not a training run (no state.json); train it with notebooks 06-09")
-        state = json.loads(state_path.read_text())
         model = load_model(run_dir)
-        return cls(model, SubjectFrames(state["subject"], model.config["audio_frames"]), run_dir)
+        return cls(model, SubjectFrames.for_run(run_dir, model.config["audio_frames"]), run_dir)
 
     @property
     def n_frames(self) -> int:

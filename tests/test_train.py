@@ -216,3 +216,30 @@ def test_lip_motion_of_an_untrained_face_branch_is_flat(smoke_subject, tmp_path)
         trace["opening_px"], trainer.data.landmarks[ids, 66, 1] - trainer.data.landmarks[ids, 62, 1]
     )
     assert np.abs(trace["motion_px"]).max() < 0.05  # output layers start near zero (Sec. 3.2)
+
+
+def test_labels_are_relative_to_the_resting_face_with_the_offline_generator(smoke_subject, tmp_path):
+    """The offline generator adds an expression to the frame it is given, so the subject's own frames are
+    labelled relative to its resting face (the median reading); a run without it keeps the judge's readings."""
+    import numpy as np
+
+    from etlib.emoface.targets import make_emotion_targets
+    from etlib.train import SubjectFrames
+
+    targets = make_emotion_targets()
+    assert targets.va_relative_to_source
+    trainer = Trainer(smoke_subject.root, tmp_path / "rel", "smoke", progress=False, emotion_targets=targets)
+    measured = np.load(smoke_subject.va)
+    origin = np.median(measured[smoke_subject.read_split()["train"]], axis=0)
+    np.testing.assert_allclose(trainer.state["va_origin"], origin, atol=1e-4)
+    np.testing.assert_allclose(trainer.data.va, measured - np.float32(trainer.state["va_origin"]), atol=1e-6)
+    np.testing.assert_allclose(np.median(trainer.data.va[trainer.data.train_ids], axis=0), 0, atol=1e-4)
+    # Everything that reopens the run (renders, widgets, tables) sees the same labels, and a resumed
+    # trainer keeps the origin it was created with.
+    np.testing.assert_array_equal(SubjectFrames.for_run(tmp_path / "rel").va, trainer.data.va)
+    again = Trainer(smoke_subject.root, tmp_path / "rel", "smoke", progress=False)
+    np.testing.assert_array_equal(again.data.va, trainer.data.va)
+
+    absolute = Trainer(smoke_subject.root, tmp_path / "abs", "smoke", progress=False)
+    assert absolute.state["va_origin"] is None
+    np.testing.assert_array_equal(absolute.data.va, measured.astype(np.float32))

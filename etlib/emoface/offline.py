@@ -277,6 +277,10 @@ class OfflineEmotionGenerator:
     """
 
     name = "offline landmark-driven generator (EMFACS action units + thin-plate-spline warp, lips pinned)"
+    #: The expression is *added* to the face it is given: ``e = (0, 0)`` returns the frame unchanged, whatever
+    #: the frame's own expression. Training labels the subject's own frames relative to its resting face to
+    #: match (``etlib.train.trainer``); EmoStyle's g_LEF edits to an absolute ``e`` instead.
+    va_relative_to_source = True
 
     def __init__(self, gain: float = 1.0, margin: float = 0.35, max_grid: int = 128, lip_falloff: float = 0.2):
         if gain < 0:

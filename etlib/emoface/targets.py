@@ -26,6 +26,8 @@ class ClonedEmotionTargets:
         self.generator = generator or OfflineEmotionGenerator()
         self.method = method
         self.name = f"{self.generator.name} + {method} cloning"
+        #: Whether ``va`` is relative to the source frame's own expression (see the generator's attribute).
+        self.va_relative_to_source = bool(getattr(self.generator, "va_relative_to_source", False))
 
     def __call__(self, frame: np.ndarray, landmarks: np.ndarray, va: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         generated = self.generator(frame, landmarks, float(va[0]), float(va[1]))

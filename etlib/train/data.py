@@ -7,7 +7,9 @@ background C_background (the frame with the head inpainted), the camera, and the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,9 +49,14 @@ class SubjectFrames:
     Args:
         subject: a processed subject folder.
         audio_frames: frames in the audio window of the region attention (Sec. 3.2: 8).
+        va_origin: valence/arousal of the subject's resting face as the judge reads it; when given, ``va``
+            holds the judge's readings relative to it (``va_measured`` keeps them as read). A run trained
+            with the offline generator records its origin (:meth:`for_run`).
     """
 
-    def __init__(self, subject: SubjectDir | str, audio_frames: int = 8) -> None:
+    def __init__(
+        self, subject: SubjectDir | str, audio_frames: int = 8, va_origin: np.ndarray | list | None = None
+    ) -> None:
         self.subject = subject if isinstance(subject, SubjectDir) else SubjectDir(subject)
         s = self.subject
         meta = s.meta()
@@ -78,7 +85,9 @@ class SubjectFrames:
         names, aus = s.read_au()
         cols = [names.index(f"{n}_r") for n in UPPER_FACE_AUS]
         self.au = aus[:, cols] / 5.0  # OpenFace's 0-5 intensities to 0-1
-        self.va = np.load(s.va).astype(np.float32)
+        self.va_measured = np.load(s.va).astype(np.float32)
+        self.va_origin = None if va_origin is None else np.asarray(va_origin, dtype=np.float32).reshape(2)
+        self.va = self.va_measured if self.va_origin is None else self.va_measured - self.va_origin
         split = s.read_split()
         self.train_ids, self.test_ids = split["train"], split["test"]
         # Standardise each feature dimension with the training frames' statistics (any audio fed to the model
@@ -87,6 +96,12 @@ class SubjectFrames:
         self.audio_mean = feats[self.train_ids].mean(0)
         self.audio_std = feats[self.train_ids].std(0) + 1e-5
         self.audio_frames = audio_frames
+
+    @classmethod
+    def for_run(cls, run_dir: str | Path, audio_frames: int = 8, subject: SubjectDir | str | None = None):
+        """The frames of a training run's subject (or ``subject``), with the run's valence/arousal origin."""
+        state = json.loads((Path(run_dir) / "state.json").read_text())
+        return cls(subject if subject is not None else state["subject"], audio_frames, state.get("va_origin"))
 
     # -- conditions ---------------------------------------------------------------------------------
     def features_for(self, wave: np.ndarray, sr: int = 16000, fps: float = 25.0) -> np.ndarray:

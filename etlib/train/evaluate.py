@@ -126,7 +126,8 @@ def _evaluate_run(trainer, emotion_subject, progress: bool) -> dict[str, Any]:
         "ablation": trainer.ablation.to_dict(),
     }
     if emotion_subject is not None:
-        metrics["emotion_clip"] = evaluate_emotion_clip(model, emotion_subject, progress=progress)
+        va_origin = trainer.state.get("va_origin")
+        metrics["emotion_clip"] = evaluate_emotion_clip(model, emotion_subject, va_origin=va_origin, progress=progress)
     atomic_write_text(trainer.run_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
 
@@ -137,15 +138,17 @@ def evaluate_emotion_clip(
     va_truth: np.ndarray | None = None,
     max_frames: int = 40,
     progress: bool = True,
+    va_origin: np.ndarray | list | None = None,
 ) -> dict[str, Any]:
     """PSNR on an emotion clip of the same person (the sample subject's ``emotion.mp4`` processed like the
     training video) rendered at the true valence/arousal with the emotion branch, and without it.
 
     ``va_truth`` (T, 2) defaults to the clip's ground truth (``ground_truth/<clip>.npz`` beside its source)
-    or, without one, the judge's per-frame estimates.
+    or, without one, the judge's per-frame estimates, taken relative to ``va_origin`` when the model was trained
+    with one (the training run's ``state.json``; a ground truth is relative to the resting face already).
     """
     s = SubjectDir(subject)
-    data = SubjectFrames(s)
+    data = SubjectFrames(s, va_origin=va_origin)
     if va_truth is None:
         source = Path(s.meta()["source"])
         gt = source.parent / "ground_truth" / f"{source.stem}.npz"

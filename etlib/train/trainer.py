@@ -33,6 +33,11 @@ from etlib.train.data import Sample, SubjectFrames
 from etlib.train.stages import STAGE_NAMES, STAGES, Stage, get_stage
 
 CHECKPOINT_FORMAT = "etlib.EmoTalkingGaussian/1"
+#: The face layer is trained over this colour, against the masked frame over the same colour (as
+#: TalkingGaussian's face training does, over green). Over black, dark opaque Gaussians across the open mouth
+#: would cost nothing (the masked target is black there too) and would hide the inside-mouth layer, teeth
+#: included, in the composite of Eq. S10; over a colour no face has, only transparency matches.
+FACE_KEY_COLOR = (0.0, 1.0, 0.0)
 
 
 class EmotionTargets(Protocol):
@@ -152,7 +157,6 @@ class Trainer:
         self.preset = get_preset(preset)
         self.ablation = Ablation.from_name(ablation) if isinstance(ablation, str) else ablation
         self.subject = SubjectDir(subject)
-        self.data = SubjectFrames(self.subject, self.preset.audio_window)
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.seed = seed
@@ -161,6 +165,7 @@ class Trainer:
         self.sync = sync_loss if self.ablation.sync_loss else None
         self.lpips = losses.LPIPSLoss()
         self.state = self._load_or_create_state()
+        self.data = SubjectFrames(self.subject, self.preset.audio_window, self.state.get("va_origin"))
         self.model = self._load_or_create_model()
         self.history: list[dict[str, float]] = self._read_history()
 
@@ -189,10 +194,21 @@ class Trainer:
             return st
         from etlib.backends import summary
 
-        st = {**want, "completed": [], "seconds": {}, "backends": summary()}
+        st = {**want, "completed": [], "seconds": {}, "backends": summary(), "va_origin": self._resting_va()}
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(st, indent=2))
         return st
+
+    def _resting_va(self) -> list[float] | None:
+        """The origin of the run's valence/arousal labels: None (the judge's readings as they are) unless the
+        emotion targets add an expression to the frame they are given (the offline generator). Then the
+        subject's own frames must be labelled relative to its resting face, the median reading over the
+        training frames: a subject who rests with a smile (the sample subject reads as (0.7, 0.3)) would
+        otherwise teach f_E that "happy" means "no change" while the generator's happy images say otherwise."""
+        if not getattr(self.emotion_targets, "va_relative_to_source", False):
+            return None
+        va = np.load(self.subject.va)[self.subject.read_split()["train"]]
+        return [round(float(x), 4) for x in np.median(va, axis=0)]
 
     def _save_state(self) -> None:
         atomic_write_text(self.run_dir / "state.json", json.dumps(self.state, indent=2))
@@ -291,6 +307,13 @@ class Trainer:
             terms["lpips"] = (w_lpips, self.lpips(pred, target))
         return terms
 
+    def _face_layer_terms(self, out, image, mask, w1: float, w_lpips: float) -> dict[str, torch.Tensor]:
+        """The image terms of the face layer (Eqs. S13-S15) with the layer and ``image * mask`` both over
+        :data:`FACE_KEY_COLOR`, so the face is transparent where the frame is not face (the open mouth)."""
+        key = out.color.new_tensor(FACE_KEY_COLOR)
+        pred = out.color + key * (1 - out.alpha)
+        return self._image_terms(pred, image * mask + key * (1 - mask), w1, w_lpips)
+
     def _normal_terms(self, out, target_normal, mask, layer, w_l1, w_tv, w_dn) -> dict[str, Any]:
         if not self.ablation.normal_loss:
             return {}
@@ -341,7 +364,7 @@ class Trainer:
         elif stage.name == "face_canonical":  # Eq. S13
             layer = m.face_layer(None, deform=False)
             out = m.render_layer(layer, s.camera, normals=self.ablation.normal_loss)
-            terms = self._image_terms(out.color, s.image * s.face_mask, w.gamma1_dssim, 0)
+            terms = self._face_layer_terms(out, s.image, s.face_mask, w.gamma1_dssim, 0)
             terms |= self._normal_terms(
                 out, s.normal, s.face_mask, layer, w.gamma2_normal_l1, w.gamma3_normal_tv, w.gamma4_normal_residual
             )
@@ -352,7 +375,7 @@ class Trainer:
         elif stage.name == "face_network":  # Eq. S14
             layer = m.face_layer(s.cond, emotion=False)
             out = m.render_layer(layer, s.camera, normals=self.ablation.normal_loss)
-            terms = self._image_terms(out.color, s.image * s.face_mask, w.beta1_dssim, w.beta2_lpips)
+            terms = self._face_layer_terms(out, s.image, s.face_mask, w.beta1_dssim, w.beta2_lpips)
             terms |= self._normal_terms(
                 out, s.normal, s.face_mask, layer, w.beta3_normal_l1, w.beta4_normal_tv, w.beta5_normal_residual
             )
@@ -362,7 +385,7 @@ class Trainer:
             cond = self.data.condition(s.index, va=va)
             layer = m.face_layer(cond, emotion=True)
             out = m.render_layer(layer, s.camera, normals=self.ablation.normal_loss)
-            terms = self._image_terms(out.color, image * mask, w.beta1_dssim, w.beta2_lpips)
+            terms = self._face_layer_terms(out, image, mask, w.beta1_dssim, w.beta2_lpips)
             terms |= self._normal_terms(
                 out, normal, mask, layer, w.beta3_normal_l1, w.beta4_normal_tv, w.beta5_normal_residual
             )
