@@ -44,7 +44,9 @@ class EmotionTargets(Protocol):
     """Where the emotion stage's targets come from (Sec. 3.3.1, S4.1): g_LEF + seamless cloning.
 
     Called with a source frame (H, W, 3 uint8), its 68 landmarks and a valence/arousal pair, it returns the
-    lip-aligned emotional image (same size, uint8) and that image's 68 landmarks.
+    lip-aligned emotional image (same size, uint8) and that image's 68 landmarks. An optional
+    ``va_relative_to_source = True`` says that ``va`` is added to the frame's own expression (the offline
+    generator); the run then labels the subject's frames relative to its resting face (``state["va_origin"]``).
     """
 
     name: str
