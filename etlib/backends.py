@@ -81,6 +81,18 @@ def tinycudann_available() -> bool:
         return False
 
 
+def _threads_from_env() -> int:
+    raw = os.environ.get("ETLIB_TORCH_THREADS", "").strip()
+    if not raw:  # unset or set empty: the default
+        return 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(
+            f"ETLIB_TORCH_THREADS={raw!r} is not a number of threads: set it to a whole number >= 1 "
+            "(1 is fastest for the course on a 2-core machine) or unset it"
+        )
+    return int(raw)
+
+
 @contextlib.contextmanager
 def torch_threads(n: int | None = None):
     """Run a block with ``n`` torch CPU threads (default ``$ETLIB_TORCH_THREADS``, else 1), then restore.
@@ -91,7 +103,7 @@ def torch_threads(n: int | None = None):
     """
     import torch
 
-    n = int(n or os.environ.get("ETLIB_TORCH_THREADS", 1))
+    n = n or _threads_from_env()
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:

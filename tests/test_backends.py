@@ -50,3 +50,22 @@ def test_unknown_component():
 def test_cli_prints_the_report():
     out = subprocess.run([sys.executable, "-m", "etlib.backends"], capture_output=True, text=True, check=True)
     assert "rasterizer" in out.stdout and "emotion_judge" in out.stdout
+
+
+def test_torch_threads_reads_the_environment_and_restores(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("ETLIB_TORCH_THREADS", "2")
+    with backends.torch_threads() as n:
+        assert n == 2 and torch.get_num_threads() == 2
+    assert torch.get_num_threads() == before
+    monkeypatch.setenv("ETLIB_TORCH_THREADS", "")  # set but empty, as `VAR= make course` leaves it: the default
+    with backends.torch_threads() as n:
+        assert n == 1
+    for bad in ("two", "0", "-1"):
+        monkeypatch.setenv("ETLIB_TORCH_THREADS", bad)
+        with pytest.raises(ValueError, match="ETLIB_TORCH_THREADS.*whole number"):
+            with backends.torch_threads():
+                pass
+    assert torch.get_num_threads() == before
