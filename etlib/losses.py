@@ -1,4 +1,5 @@
-"""The loss terms of the paper's stages (Eqs. 10-17, S11-S16): L1, D-SSIM, LPIPS, normal L1, TV, ||dn||.
+"""The loss terms of the paper's stages (Eqs. 10-17, S11-S16): L1, D-SSIM, LPIPS, normal L1, TV, ||dn||; and the
+lips' box that the CPU presets weight once more in the face-network stage (``Preset.lip_region_l1``).
 
 Images are (H, W, 3) or (B, H, W, 3) float tensors in [0, 1] (the rasterizer's layout).
 LPIPS needs its AlexNet backbone weights; without them :class:`LPIPSLoss` is *unavailable* and the
@@ -52,6 +53,20 @@ def total_variation(img: Tensor) -> Tensor:
     """L_tv: mean absolute difference of neighbouring pixels (spatial smoothness of normal maps)."""
     x = _bchw(img)
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
+LIP_POINTS = slice(48, 68)  # the 68-point scheme's outer and inner lip contours
+
+
+def lip_box(landmarks: Tensor, size: int, pad: float = 0.25) -> tuple[slice, slice]:
+    """Rows and columns of the lips' bounding box in a ``size`` x ``size`` frame, grown by ``pad`` of its
+    width and height on every side (TalkingGaussian's ``lips_rect``). ``landmarks``: (68, 2) pixel (x, y)."""
+    lips = landmarks[LIP_POINTS].detach().float()
+    lo, hi = lips.min(0).values, lips.max(0).values
+    grow = (hi - lo) * pad
+    x0, y0 = (lo - grow).floor().clamp(0, size - 1).long().tolist()
+    x1, y1 = (hi + grow).ceil().clamp(1, size).long().tolist()
+    return slice(y0, max(y1, y0 + 1)), slice(x0, max(x1, x0 + 1))
 
 
 def residual_norm(dn: Tensor) -> Tensor:

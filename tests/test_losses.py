@@ -49,3 +49,15 @@ def test_lpips_is_unavailable_rather_than_replaced():
 def test_bad_image_shape():
     with pytest.raises(ValueError, match="images"):
         losses.ssim(torch.rand(5, 16, 16, 3, 2), torch.rand(5, 16, 16, 3, 2))
+
+
+def test_lip_box_covers_the_lips_with_a_margin_and_stays_in_the_frame():
+    landmarks = torch.zeros(68, 2)
+    landmarks[48:68] = torch.tensor([[40.0, 80.0], [60.0, 90.0]]).repeat(10, 1)  # lips span x 40-60, y 80-90
+    rows, cols = losses.lip_box(landmarks, 128, pad=0.25)
+    assert (cols.start, cols.stop) == (35, 65) and (rows.start, rows.stop) == (77, 93)
+    landmarks[48:68, 1] += 40  # lips at the bottom edge: the box is clipped, never empty
+    rows, cols = losses.lip_box(landmarks, 128)
+    assert rows.stop == 128 and rows.start < rows.stop
+    landmarks[0] = 500  # only the lip points count
+    assert losses.lip_box(landmarks, 128) == (rows, cols)

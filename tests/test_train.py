@@ -243,3 +243,37 @@ def test_labels_are_relative_to_the_resting_face_with_the_offline_generator(smok
     absolute = Trainer(smoke_subject.root, tmp_path / "abs", "smoke", progress=False)
     assert absolute.state["va_origin"] is None
     np.testing.assert_array_equal(absolute.data.va, measured.astype(np.float32))
+
+
+def test_lip_region_term_weights_the_lips_box_in_the_face_network_stage(smoke_subject, tmp_path):
+    import numpy as np
+
+    from etlib.config import get_preset
+    from etlib.train.stages import get_stage
+
+    stage, rng = get_stage("face_network"), np.random.default_rng(0)
+    smoke = get_preset("smoke")
+    plain = Trainer(smoke_subject.root, tmp_path / "plain", smoke.with_overrides(lip_region_l1=0.0), progress=False)
+    sample = plain.data.sample(plain.data.train_ids[0])
+    total, terms, _ = plain.stage_loss(stage, sample, rng)
+    assert "lip_l1" not in terms  # the paper's Eq. S14 has no such term
+    weighted = Trainer(smoke_subject.root, tmp_path / "lips", smoke.with_overrides(lip_region_l1=2.0), progress=False)
+    total_w, terms_w, _ = weighted.stage_loss(stage, sample, np.random.default_rng(0))
+    assert terms_w["lip_l1"] > 0
+    np.testing.assert_allclose(float(total_w.detach()), float(total.detach()) + 2.0 * terms_w["lip_l1"], rtol=1e-5)
+
+
+def test_lmd_of_renders_equal_to_the_frames_is_zero(smoke_subject, tmp_path, monkeypatch):
+    """LMD compares landmarks found by one detector on the renders and on the real frames at the same size,
+    so a perfect render scores 0 (against the tracked landmarks it would not: they come from the full-size video)."""
+    import numpy as np
+
+    from etlib.train import evaluate
+
+    trainer = Trainer(smoke_subject.root, tmp_path / "run", "smoke", progress=False)
+    data = trainer.data
+    monkeypatch.setattr(evaluate, "render_frame", lambda model, d, i, *a, **k: d.subject.read_frame(i) / 255.0)
+    metrics = evaluate.evaluate_model(trainer.model, data, data.test_ids, progress=False)
+    assert metrics["lmd_frames"] > 0
+    assert metrics["lmd"] == 0 and metrics["lmd_static_mouth"] == 0
+    assert np.isinf(metrics["psnr"]) or metrics["psnr"] > 60

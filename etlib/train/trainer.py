@@ -309,12 +309,20 @@ class Trainer:
             terms["lpips"] = (w_lpips, self.lpips(pred, target))
         return terms
 
-    def _face_layer_terms(self, out, image, mask, w1: float, w_lpips: float) -> dict[str, torch.Tensor]:
+    def _face_layer_terms(
+        self, out, image, mask, w1: float, w_lpips: float, lips: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """The image terms of the face layer (Eqs. S13-S15) with the layer and ``image * mask`` both over
-        :data:`FACE_KEY_COLOR`, so the face is transparent where the frame is not face (the open mouth)."""
+        :data:`FACE_KEY_COLOR`, so the face is transparent where the frame is not face (the open mouth).
+        With ``lips`` (68 landmarks), also the preset's extra L1 on the lips' box (``lip_region_l1``)."""
         key = out.color.new_tensor(FACE_KEY_COLOR)
         pred = out.color + key * (1 - out.alpha)
-        return self._image_terms(pred, image * mask + key * (1 - mask), w1, w_lpips)
+        target = image * mask + key * (1 - mask)
+        terms = self._image_terms(pred, target, w1, w_lpips)
+        if lips is not None and self.preset.lip_region_l1:
+            rows, cols = losses.lip_box(lips, pred.shape[0])
+            terms["lip_l1"] = (self.preset.lip_region_l1, losses.l1(pred[rows, cols], target[rows, cols]))
+        return terms
 
     def _normal_terms(self, out, target_normal, mask, layer, w_l1, w_tv, w_dn) -> dict[str, Any]:
         if not self.ablation.normal_loss:
@@ -377,7 +385,7 @@ class Trainer:
         elif stage.name == "face_network":  # Eq. S14
             layer = m.face_layer(s.cond, emotion=False)
             out = m.render_layer(layer, s.camera, normals=self.ablation.normal_loss)
-            terms = self._face_layer_terms(out, s.image, s.face_mask, w.beta1_dssim, w.beta2_lpips)
+            terms = self._face_layer_terms(out, s.image, s.face_mask, w.beta1_dssim, w.beta2_lpips, s.landmarks)
             terms |= self._normal_terms(
                 out, s.normal, s.face_mask, layer, w.beta3_normal_l1, w.beta4_normal_tv, w.beta5_normal_residual
             )
