@@ -310,17 +310,17 @@ class Trainer:
         return terms
 
     def _face_layer_terms(
-        self, out, image, mask, w1: float, w_lpips: float, lips: torch.Tensor | None = None
+        self, out, image, mask, w1: float, w_lpips: float, landmarks: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
         """The image terms of the face layer (Eqs. S13-S15) with the layer and ``image * mask`` both over
         :data:`FACE_KEY_COLOR`, so the face is transparent where the frame is not face (the open mouth).
-        With ``lips`` (68 landmarks), also the preset's extra L1 on the lips' box (``lip_region_l1``)."""
+        Given the frame's 68 ``landmarks``, also the preset's extra L1 on the lips' box (``lip_region_l1``)."""
         key = out.color.new_tensor(FACE_KEY_COLOR)
         pred = out.color + key * (1 - out.alpha)
         target = image * mask + key * (1 - mask)
         terms = self._image_terms(pred, target, w1, w_lpips)
-        if lips is not None and self.preset.lip_region_l1:
-            rows, cols = losses.lip_box(lips, pred.shape[0])
+        if landmarks is not None and self.preset.lip_region_l1:
+            rows, cols = losses.lip_box(landmarks, pred.shape[0])
             terms["lip_l1"] = (self.preset.lip_region_l1, losses.l1(pred[rows, cols], target[rows, cols]))
         return terms
 
