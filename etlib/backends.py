@@ -215,7 +215,7 @@ def _choose_face_generator() -> Choice:
         return Choice("face_generator", "g_LEF: EmoStyle + StyleGAN2 + lip alignment", "weights present", True)
     return Choice(
         "face_generator",
-        "landmark-driven generator (V/A -> AUs -> warp, lips fixed)",
+        "landmark-driven generator (V/A -> AUs -> warp, lip opening kept)",
         _missing("stylegan2_ffhq", "emostyle"),
         False,
     )

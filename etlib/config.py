@@ -185,6 +185,16 @@ class Preset:
     # ``lips_rect`` too; not in Eq. S14, so 0 in the paper preset). The lips are ~2 % of a frame: under the
     # frame-mean L1 a few hundred CPU steps leave them under-fitted and the mouth moves too little.
     lip_region_l1: float = 0.0
+    # Weight of an extra L1 over the pixels an emotion target changed (``losses.changed_region``) in the emotion
+    # stage; not in Eq. S15, so 0 in the paper preset. An expression moves brows, lids and lip corners: a few
+    # hundred pixels of a 128-px frame, whose share of the frame-mean L1 a short CPU schedule barely feels.
+    emotion_region_l1: float = 0.0
+    # Share of the emotion stage's steps that train on a generated emotional image (S4.1, Eq. S15); the rest use
+    # the subject's own frame at its measured emotion. The paper trains on generated images only.
+    emotion_target_share: float = 1.0
+    # The emotion stage's network learning-rate multiplier (None: ``network_lr_scale``). f_E starts from zero offsets
+    # and must learn a 2-D condition from a few hundred CPU steps.
+    emotion_lr_scale: float | None = None
 
     def with_overrides(self, **kwargs) -> Preset:
         return dataclasses.replace(self, **kwargs)
@@ -200,6 +210,9 @@ PRESETS: dict[str, Preset] = {
         batch_size=1,
         hash_grid=HashGridSettings(n_levels=4, log2_hashmap_size=12, init_scale=0.5),
         network_lr_scale=5.0,
+        emotion_lr_scale=10.0,
+        emotion_region_l1=3.0,
+        emotion_target_share=0.75,
         lip_region_l1=1.0,
         syncnet_iterations=20,
         generator_size=64,
@@ -215,10 +228,16 @@ PRESETS: dict[str, Preset] = {
         # face_network: with standardised audio, hash init 0.5 and 5x network lr the lips follow the audio
         # (lower-lip motion correlates 0.84-0.88 with the true opening, 1.0-1.3 px std) by 600 steps; 300 reach
         # 0.2 px. 750 with the lip term (weight 1): LMD 0.42/0.46 px on two seeds; 600 (weight 0.5): 0.48/0.52.
-        iterations=StageIterations(300, 400, 300, 750, 250, 150),
+        # emotion_network: 700 steps, 3/4 of them on generated images, an L1 of weight 3 on what the target changed
+        # and 10x the network rate: the renders change the face by ~0.7x what the targets do (250 steps, half on
+        # generated images, no region term: ~0.25x).
+        iterations=StageIterations(300, 400, 300, 750, 700, 150),
         batch_size=1,
         hash_grid=HashGridSettings(n_levels=8, log2_hashmap_size=14, init_scale=0.5),
         network_lr_scale=5.0,
+        emotion_lr_scale=10.0,
+        emotion_region_l1=3.0,
+        emotion_target_share=0.75,
         # LMD 0.58 -> 0.51 (weight 1), 0.48 (0.5), 0.51 (3) px at 600 face-network steps, PSNR +0.1-0.2 dB
         lip_region_l1=1.0,
         syncnet_iterations=600,

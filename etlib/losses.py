@@ -69,6 +69,22 @@ def lip_box(landmarks: Tensor, size: int, pad: float = 0.25) -> tuple[slice, sli
     return slice(y0, max(y1, y0 + 1)), slice(x0, max(x1, x0 + 1))
 
 
+def changed_region(target: Tensor, source: Tensor, threshold: float = 2 / 255, grow: int = 2) -> Tensor:
+    """``[H, W, 1]`` float mask of the pixels where ``target`` differs from ``source`` (both ``[H, W, 3]`` in
+    [0, 1]) by more than ``threshold`` in any channel, grown by ``grow`` pixels: where an emotion target
+    changed the frame (the generator's warp after seamless cloning, S4.1)."""
+    changed = ((target - source).abs().amax(dim=-1) > threshold).float()[None, None]
+    if grow > 0:
+        changed = torch.nn.functional.max_pool2d(changed, 2 * grow + 1, stride=1, padding=grow)
+    return changed[0, 0, :, :, None]
+
+
+def masked_l1(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean absolute error over the pixels of ``mask`` (``[H, W, 1]``); 0 when the mask is empty."""
+    weight = mask.expand_as(pred)
+    return ((pred - target).abs() * weight).sum() / weight.sum().clamp_min(1.0)
+
+
 def residual_norm(dn: Tensor) -> Tensor:
     """``||dn||_2^2`` of Eq. 11, averaged over Gaussians so its weight does not depend on their number."""
     return (dn**2).sum(-1).mean()

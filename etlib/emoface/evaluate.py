@@ -143,11 +143,12 @@ def lip_landmark_shift(detector, source: np.ndarray, generated: np.ndarray, sour
     Both images are upsampled to :data:`REPORT_SIZE` (bicubic) and dlib's 68 points are fitted on both inside
     one face box (dlib's detection on the source, else the box of ``source_landmarks``), so only the image
     change moves them. Returns ``lip_px`` and ``upper_px`` (mean shift of the 20 lip points, of brows and eyes)
-    in pixels at 256 px, and ``lip_pixel_mse`` (intensities in [0, 1]) over the lip rectangle M_l.
+    in pixels at 256 px, ``lip_opening_px`` (mean change of the inner-lip gaps, the part of the lips the audio
+    drives) and ``lip_pixel_mse`` (intensities in [0, 1]) over the lip rectangle M_l.
     """
     import cv2
 
-    from etlib.emoface.offline import LIP_POINTS, lip_rect_mask
+    from etlib.emoface.offline import LIP_POINTS, lip_opening, lip_rect_mask
 
     upper_points = list(range(17, 27)) + list(range(36, 48))
     scale = REPORT_SIZE / source.shape[1]
@@ -160,11 +161,13 @@ def lip_landmark_shift(detector, source: np.ndarray, generated: np.ndarray, sour
     else:  # small faces: the landmarks' extent, brows to chin, is close to dlib's box
         lo, hi = source_landmarks.min(axis=0) * scale, source_landmarks.max(axis=0) * scale
         box = (lo[0], lo[1], hi[0], hi[1])
-    shift = np.linalg.norm(detector.fit(big_gen, box).astype(np.float64) - detector.fit(big_src, box), axis=1)
+    fitted_gen, fitted_src = detector.fit(big_gen, box).astype(np.float64), detector.fit(big_src, box)
+    shift = np.linalg.norm(fitted_gen - fitted_src, axis=1)
     mask = lip_rect_mask(source_landmarks, source.shape[:2])
     diff = (generated.astype(np.float64) - source.astype(np.float64)) / 255.0
     return {
         "lip_px": float(shift[list(LIP_POINTS)].mean()),
+        "lip_opening_px": float(np.abs(lip_opening(fitted_gen) - lip_opening(fitted_src)).mean()),
         "upper_px": float(shift[upper_points].mean()),
         "lip_pixel_mse": float((diff[mask] ** 2).mean()),
         "detected_box": bool(boxes),
@@ -301,10 +304,15 @@ def lip_summary(rows: Sequence, detector, resolution: int, progress: bool = True
         lip_landmark_shift(detector, r.source, r.generated.image, r.source_landmarks)
         for r in tqdm(rows, desc="lip landmarks", disable=not progress)
     ]
+    from etlib.emoface.offline import lip_opening
+
+    scale = REPORT_SIZE / resolution
     own = [
-        float(np.linalg.norm(r.generated.landmarks68[48:68] - r.source_landmarks[48:68], axis=1).mean())
-        * REPORT_SIZE
-        / resolution
+        float(np.linalg.norm(r.generated.landmarks68[48:68] - r.source_landmarks[48:68], axis=1).mean()) * scale
+        for r in rows
+    ]
+    own_opening = [
+        float(np.abs(lip_opening(r.generated.landmarks68) - lip_opening(r.source_landmarks)).mean()) * scale
         for r in rows
     ]
     lip = np.array([s["lip_px"] for s in shifts])
@@ -314,7 +322,9 @@ def lip_summary(rows: Sequence, detector, resolution: int, progress: bool = True
         "lip_shift_px_at_256_max": float(lip.max()),
         "upper_face_shift_px_at_256": float(np.mean([s["upper_px"] for s in shifts])),
         "lip_pixel_mse": float(np.mean([s["lip_pixel_mse"] for s in shifts])),
+        "lip_opening_change_px_at_256": float(np.mean([s["lip_opening_px"] for s in shifts])),
         "generator_lip_landmark_shift_px_at_256": float(np.mean(own)),
+        "generator_lip_opening_change_px_at_256": float(np.mean(own_opening)),
         "dlib_detected_share": float(np.mean([s["detected_box"] for s in shifts])),
     }
 

@@ -5,10 +5,11 @@ face with EmoStyle. Its offline counterpart (:mod:`etlib.emoface.offline`) goes 
 action units (FACS) instead, and this module is that mapping:
 
 1. **Circumplex.** ``e = (v, a)`` is read in polar form: angle ``theta = atan2(a, v)`` picks the
-   expression, radius ``r = |e|`` (clipped to 1) its intensity; the origin is the neutral face.
+   expression, radius ``r = |e|`` its intensity ``min(r / 0.8, 1)``: full at the paper's outer ring of S6
+   points (:data:`FULL_INTENSITY_RADIUS`), 0 at the origin, the neutral face.
 2. **Prototype blend.** Seven prototype expressions sit at fixed angles (:data:`PROTOTYPES`); ``theta``
    falls between two neighbours and their AU profiles are blended linearly in angle.
-3. **Action units.** ``AU = r * sum_k w_k * prototype_k``, intensities on OpenFace's 0-5 scale (FACS
+3. **Action units.** ``AU = intensity * sum_k w_k * prototype_k``, intensities on OpenFace's 0-5 scale (FACS
    intensity letters A..E = 1..5), so the output can stand in for OpenFace AUs in the AU-baseline
    protocol of Sec. S6 (AUs of emotional images drive the AU-conditioned baselines).
 
@@ -31,13 +32,13 @@ Investigator's Guide, Table 10-1) and Matsumoto & Ekman (2008, Scholarpedia "Fac
 =========  ==============================  =========================================
 expression EMFACS prototype                 used here (0-5 intensity)
 =========  ==============================  =========================================
-happy      6 + 12                           AU6 3, AU12 4
-surprise   1 + 2 + 5B + 26                  AU1 4, AU2 4, AU5 2, AU26 3
-angry      4 + 5 + 7 + 23                   AU4 4, AU5 2, AU7 3, AU23 3
+happy      6 + 12                           AU6 4, AU12 5
+surprise   1 + 2 + 5B + 26                  AU1 4, AU2 4, AU5 1 (B), AU26 3
+angry      4 + 5 + 7 + 23                   AU4 4, AU5 1, AU7 3, AU23 4
 fear       1 + 2 + 4 + 5 + 7 + 20 + 26      AU1 3, AU2 3, AU4 2, AU5 3, AU7 2, AU20 3, AU26 2
-disgust    9 + 15 + 16                      AU9 4, AU15 2 (AU16 not modelled)
-sad        1 + 4 + 15 (variants +11, +64)   AU1 4, AU4 1, AU15 3, AU43 1.5 (lowered lids, see below)
-contempt   R12A + R14A (unilateral)         AU12 1 (A), AU6 1, AU43 1 (see below)
+disgust    9 + 15 + 16                      AU9 5, AU15 3, AU4 2 (AU16 not modelled)
+sad        1 + 4 + 15 (variants +11, +64)   AU1 5, AU4 2, AU15 5, AU43 1.5 (lowered lids, see below)
+contempt   R12A + R14A (unilateral)         AU12 2, AU6 1, AU43 1.5 (see below)
 =========  ==============================  =========================================
 
 Two additions, ours and not EMFACS': (i) the low-arousal half of the circle needs a visible arousal cue
@@ -45,8 +46,9 @@ in the eyes, so "sad" and "contempt" droop the upper lids a little with AU43 (ey
 intensity, standing in for EMFACS sadness' "eyes down" (AU64) and for Russell's relaxed/sleepy
 quadrant (315 / 270 degrees); (ii) the positive-valence, low-arousal anchor ("contempt" in the paper's
 labels, where Russell places "relaxed/content") keeps a faint AU6 so its valence stays positive. The
-unilateral contempt smile (R12A + R14A) is symmetric AU12 A here: the generator never moves the lips
-anyway (the lips belong to the audio, Sec. 3.3.1).
+unilateral contempt smile (R12A + R14A) is a symmetric AU12 B here. The defining units of each prototype
+are at or near full intensity (E = 5), as a posed expression at the outer ring should be; the offline generator
+turns the lip units into lip-corner motion that keeps the mouth's opening (the lips belong to the audio).
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ UPPER_FACE_AUS: tuple[str, ...] = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07
 LOWER_FACE_AUS: tuple[str, ...] = ("AU09", "AU12", "AU15", "AU20", "AU23", "AU26")
 #: The highest FACS intensity (E) on OpenFace's scale.
 AU_MAX = 5.0
+#: Radius of the valence/arousal circle at which a prototype reaches its full EMFACS intensity: the paper's outer
+#: ring of S6 points (|e| = 0.8). Closer to the origin the intensity falls linearly to 0 (neutral).
+FULL_INTENSITY_RADIUS = 0.8
 
 
 @dataclass(frozen=True)
@@ -96,18 +101,18 @@ class Prototype:
 
 #: The prototypes in increasing angle (degrees counter-clockwise from +valence); see the module docstring.
 PROTOTYPES: tuple[Prototype, ...] = (
-    Prototype("happy", 22.5, {"AU06": 3, "AU12": 4}, "6+12"),
-    Prototype("surprise", 67.5, {"AU01": 4, "AU02": 4, "AU05": 2, "AU26": 3}, "1+2+5B+26"),
+    Prototype("happy", 22.5, {"AU06": 4, "AU12": 5}, "6+12"),
+    Prototype("surprise", 67.5, {"AU01": 4, "AU02": 4, "AU05": 1, "AU26": 3}, "1+2+5B+26"),
     Prototype(
         "fear",
         90.0,
         {"AU01": 3, "AU02": 3, "AU04": 2, "AU05": 3, "AU07": 2, "AU20": 3, "AU26": 2},
         "1+2+4+5+7+20+26",
     ),
-    Prototype("angry", 112.5, {"AU04": 4, "AU05": 2, "AU07": 3, "AU23": 3}, "4+5+7+23"),
-    Prototype("disgust", 157.5, {"AU09": 4, "AU15": 2}, "9+15+16"),
-    Prototype("sad", 225.0, {"AU01": 4, "AU04": 1, "AU15": 3, "AU43": 1.5}, "1+4+15"),
-    Prototype("contempt", 315.0, {"AU06": 1, "AU12": 1, "AU43": 1}, "R12A+R14A"),
+    Prototype("angry", 112.5, {"AU04": 4, "AU05": 1, "AU07": 3, "AU23": 4}, "4+5+7+23"),
+    Prototype("disgust", 157.5, {"AU09": 5, "AU15": 3, "AU04": 2}, "9+15+16"),
+    Prototype("sad", 225.0, {"AU01": 5, "AU04": 2, "AU15": 5, "AU43": 1.5}, "1+4+15"),
+    Prototype("contempt", 315.0, {"AU06": 1, "AU12": 2, "AU43": 1.5}, "R12A+R14A"),
 )
 
 
@@ -141,6 +146,7 @@ def expression_weights(valence: float, arousal: float) -> dict[str, float]:
     All weights are 0 at the origin (neutral).
     """
     theta, radius = circumplex_polar(valence, arousal)
+    radius = min(radius / FULL_INTENSITY_RADIUS, 1.0)
     weights = {p.name: 0.0 for p in PROTOTYPES}
     if radius == 0.0:
         return weights

@@ -274,7 +274,10 @@ class Trainer:
                 gauss_opts = {k: v for k, v in gauss_opts.items() if k in stage.gaussian_params}
         groups = []
         lr_hash = OPTIMIZER.lr_hash_encoder  # the hash tables already move fast (5e-3)
-        lr_other = OPTIMIZER.lr_other * self.preset.network_lr_scale
+        scale = self.preset.network_lr_scale
+        if stage.name == "emotion_network" and self.preset.emotion_lr_scale is not None:
+            scale = self.preset.emotion_lr_scale
+        lr_other = OPTIMIZER.lr_other * scale
         for name in stage.networks:
             parts = self.model.network_parameters()[name]
             groups.append({"params": parts["hash"], "lr": lr_hash, "base_lr": lr_hash})
@@ -340,9 +343,12 @@ class Trainer:
         return {"sync": (weight, self.sync(self.model, stage.name, s.index, rng, deform_face))}
 
     def _emotion_target(self, sample: Sample, rng: np.random.Generator):
-        """Half the time the frame itself at its measured emotion, else g_LEF's image at a random e (S4.1)."""
-        if self.emotion_targets is None or rng.random() < 0.5:
-            return self.data.va[sample.index], sample.image, sample.face_mask, sample.normal
+        """g_LEF's image at a random e (S4.1) for the preset's ``emotion_target_share`` of the steps, else the frame
+        itself at its measured emotion.
+        Returns ``(va, image, face mask, normal map, changed region)``; the region (where the target differs from
+        the frame, :func:`etlib.losses.changed_region`) is None for the frame itself."""
+        if self.emotion_targets is None or rng.random() >= self.preset.emotion_target_share:
+            return self.data.va[sample.index], sample.image, sample.face_mask, sample.normal, None
         from etlib.preprocess.masks import frame_masks
         from etlib.preprocess.normals import render_normal_map
         from etlib.preprocess.pose import HeadPose, project_forehead
@@ -356,11 +362,13 @@ class Trainer:
         forehead = project_forehead(pose)[0]
         masks = frame_masks(image, landmarks, forehead)
         normal = render_normal_map(np.concatenate([landmarks, forehead]), self.data.w2c[i, :3, :3], image.shape[0])
+        target = torch.from_numpy(image.astype(np.float32) / 255.0)
         return (
             va,
-            torch.from_numpy(image.astype(np.float32) / 255.0),
+            target,
             torch.from_numpy(masks["face"][..., None].astype(np.float32)),
             torch.from_numpy(normal),
+            losses.changed_region(target, sample.image),
         )
 
     def stage_loss(
@@ -391,11 +399,15 @@ class Trainer:
             )
             terms |= self._sync_term(stage, s, w.beta6_sync, rng, it)
         elif stage.name == "emotion_network":  # Eq. S15
-            va, image, mask, normal = self._emotion_target(s, rng)
+            va, image, mask, normal, changed = self._emotion_target(s, rng)
             cond = self.data.condition(s.index, va=va)
             layer = m.face_layer(cond, emotion=True)
             out = m.render_layer(layer, s.camera, normals=self.ablation.normal_loss)
             terms = self._face_layer_terms(out, image, mask, w.beta1_dssim, w.beta2_lpips)
+            if changed is not None and self.preset.emotion_region_l1:
+                key = out.color.new_tensor(FACE_KEY_COLOR)
+                pred, keyed = out.color + key * (1 - out.alpha), image * mask + key * (1 - mask)
+                terms["emotion_l1"] = (self.preset.emotion_region_l1, losses.masked_l1(pred, keyed, changed))
             terms |= self._normal_terms(
                 out, normal, mask, layer, w.beta3_normal_l1, w.beta4_normal_tv, w.beta5_normal_residual
             )

@@ -7,6 +7,7 @@ from etlib.viz import real_footage as real_footage  # benchmarks/real_footage.py
 from etlib.viz.core import plot_presets, plot_subject_signals, plot_va_points, show_subject_frames, show_table
 from etlib.viz.splatting import demo_scene, plot_fit, show_render_outputs
 from etlib.viz.training import (
+    plot_emotion_visibility,
     plot_lip_motion,
     plot_losses,
     show_attention_maps,
@@ -18,6 +19,7 @@ from etlib.viz.training import (
 
 __all__ = [
     "demo_scene",
+    "plot_emotion_visibility",
     "plot_fit",
     "plot_lip_motion",
     "show_render_outputs",

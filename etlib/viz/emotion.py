@@ -21,7 +21,15 @@ from etlib.config import GENERATOR, S6_POINTS, GeneratorWeights
 from etlib.emoface.cloning import CloningRow, compose_emotional_face
 from etlib.emoface.expression import AU_DESCRIPTIONS, AU_NAMES, expression_weights, va_to_aus
 from etlib.emoface.judge import crop_face, face_box
-from etlib.emoface.offline import LIP_POINTS, GeneratedFace, face_frame, landmark_motion, lip_lock_weight, lip_rect_mask
+from etlib.emoface.offline import (
+    LIP_POINTS,
+    GeneratedFace,
+    face_frame,
+    landmark_motion,
+    lip_lock_weight,
+    lip_opening,
+    lip_rect_mask,
+)
 
 # Re-exported: the notebooks score faces through this module.
 from etlib.emoface.scoring import emotion_scores, judge_faces, judge_va, va_agreement  # noqa: F401
@@ -159,9 +167,11 @@ def lip_alignment(detector, rows: Sequence[GeneratedRow]) -> dict[str, np.ndarra
     * ``lip_shift_px``: mean distance of the 20 lip landmarks (48-67) between ``D_l(I_E)`` and ``D_l(I)``
       (the quantity L_ll penalises), and ``lip_shift_iod_pct`` the same in % of the inter-ocular distance;
     * ``upper_shift_px``: the same for brows and eyes, which an expression *should* move;
-    * ``lip_pixel_mse``: ``mean(M_l * (I_E - I))^2`` over the lip rectangle M_l, intensities in [0, 1] (L_lp).
+    * ``lip_pixel_mse``: ``mean(M_l * (I_E - I))^2`` over the lip rectangle M_l, intensities in [0, 1] (L_lp);
+    * ``lip_opening_change_px``: mean change of the gaps between the inner lips (:func:`lip_opening`), the part of
+      the lips the audio drives: the offline generator moves the lip corners for smiles and frowns, not the gap.
     """
-    lip, upper, iod, pixel = [], [], [], []
+    lip, upper, iod, pixel, opening = [], [], [], [], []
     for row in rows:
         src = detector(row.source, row.source_box)
         gen = detector(row.generated.image, src.box)
@@ -169,6 +179,7 @@ def lip_alignment(detector, rows: Sequence[GeneratedRow]) -> dict[str, np.ndarra
             raise ValueError("the landmark detector lost the face on a source or generated image")
         shift = np.linalg.norm(np.asarray(gen.landmarks, np.float64) - src.landmarks, axis=1)
         lip.append(shift[list(LIP_POINTS)].mean())
+        opening.append(np.abs(lip_opening(gen.landmarks) - lip_opening(src.landmarks)).mean())
         upper.append(shift[list(UPPER_FACE_POINTS)].mean())
         iod.append(face_frame(np.asarray(src.landmarks, np.float64))[2])
         mask = lip_rect_mask(np.asarray(src.landmarks, np.float64), row.source.shape[:2])
@@ -180,6 +191,7 @@ def lip_alignment(detector, rows: Sequence[GeneratedRow]) -> dict[str, np.ndarra
         "lip_shift_iod_pct": 100 * lip / iod,
         "upper_shift_px": np.array(upper),
         "lip_pixel_mse": np.array(pixel),
+        "lip_opening_change_px": np.array(opening),
     }
 
 

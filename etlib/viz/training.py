@@ -133,9 +133,18 @@ def show_composition(model, data, i: int, axes=None):
     return axes
 
 
-def show_emotion_grid(model, data, i: int, points, axes=None):
-    """The head of frame ``i`` rendered at each valence/arousal point (e.g. the 12 of Sec. S6)."""
+def show_emotion_grid(model, data, i: int, points, axes=None, zoom: bool = True):
+    """The head of frame ``i`` rendered at each valence/arousal point (e.g. the 12 of Sec. S6); ``zoom`` crops
+    each render to the face (its landmarks' box grown by 40 %), where an expression is a few pixels."""
     import matplotlib.pyplot as plt
+
+    rows_cols = (slice(None), slice(None))
+    if zoom:
+        lm = np.asarray(data.landmarks[i], np.float64)
+        centre, half = (lm.min(0) + lm.max(0)) / 2, 0.7 * float((lm.max(0) - lm.min(0)).max())
+        lo = np.maximum(np.floor(centre - half), 0).astype(int)
+        hi = np.minimum(np.ceil(centre + half), data.resolution).astype(int)
+        rows_cols = (slice(lo[1], hi[1]), slice(lo[0], hi[0]))
 
     n = len(points)
     cols = min(6, n)
@@ -147,7 +156,7 @@ def show_emotion_grid(model, data, i: int, points, axes=None):
         for ax, point in zip(np.ravel(axes), points):
             v, a = point[0], point[1]
             cond = data.condition(i, va=np.array([v, a], np.float32))
-            ax.imshow(_img(model(s.camera, cond, s.background).image))
+            ax.imshow(_img(model(s.camera, cond, s.background).image)[rows_cols])
             ax.set_title(f"V {v:+.2f} A {a:+.2f}" + (f"\n{point[2]}" if len(point) > 2 else ""), fontsize=7)
     for ax in np.ravel(axes):
         ax.axis("off")
@@ -170,3 +179,32 @@ def plot_lip_motion(trace: dict, ax=None):
     )
     ax.legend(fontsize=7, loc="upper right")
     return ax
+
+
+def plot_emotion_visibility(report: dict, sheet: np.ndarray):
+    """The contact sheet of :func:`etlib.emotion_visibility.contact_sheet` (targets above, renders below) and, per S6
+    point, how much the targets and the renders change the face (grey levels) with the landmark-motion cosine."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(15, 5.6))
+    top = fig.add_axes((0.0, 0.42, 1.0, 0.58))
+    top.imshow(sheet)
+    top.axis("off")
+    ax = fig.add_axes((0.06, 0.06, 0.9, 0.3))
+    labels = [p.split(" (")[0] + "\n" + p.split(" (")[1].rstrip(")") for p in report["points"]]
+    x = np.arange(len(labels))
+    ax.bar(x - 0.2, report["targets"]["face_change_per_point"], 0.4, label="targets vs frame")
+    renders = report.get("renders")
+    if renders:
+        ax.bar(x + 0.2, renders["face_change_per_point"], 0.4, label="renders vs render at (0, 0)")
+        for k, c in enumerate(renders["landmark_motion_cosine_per_point"]):
+            if c is not None:
+                ax.text(k + 0.2, renders["face_change_per_point"][k] + 0.1, f"{c:.2f}", ha="center", fontsize=7)
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("face change\n(grey levels)")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(
+        "change of the face region per S6 point (numbers: cosine of the landmark motion, renders vs targets)",
+        fontsize=9,
+    )
+    return fig

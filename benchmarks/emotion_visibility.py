@@ -1,0 +1,87 @@
+"""Does the emotion show? Targets and renders at the 12 S6 points, measured (etlib.emotion_visibility).
+
+    python benchmarks/emotion_visibility.py --run outputs/run --out outputs/emotion_visibility
+    python benchmarks/emotion_visibility.py --video CLIP.mp4 --work /tmp/clip --out /tmp/clip/visibility
+
+With ``--video`` the clip is preprocessed and trained in the preset first (both resume, so a second call only
+measures). Writes ``OUT/emotion_visibility.json`` (every figure, the judge and generator that produced them) and
+``OUT/contact_sheet.png`` (the frame and its 12 targets above, the render at (0, 0) and the 12 renders below).
+Printed: the headline figures next to the goals of the emotion-visibility issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+#: What the emotion-visibility work aims at (targets, renders, judge); printed beside the measurement.
+GOALS = {
+    "target change (grey levels)": ">= 6",
+    "target V-SA / A-SA / E-Acc": ">= 0.9 / 0.75 / 0.6",
+    "render / target change": ">= 0.7",
+    "landmark motion cosine": ">= 0.8",
+}
+
+
+def prepare(video: Path, work: Path, preset: str) -> Path:
+    """Preprocess and train ``video`` under ``work`` (resumable); returns the run folder."""
+    from etlib.emoface.targets import make_emotion_targets
+    from etlib.preprocess.pipeline import preprocess
+    from etlib.train.trainer import Trainer
+
+    subject, run = work / "subject", work / "run"
+    preprocess(video, subject, preset=preset, progress=True)
+    Trainer(subject, run, preset, emotion_targets=make_emotion_targets()).run()
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, help="a trained run folder (etlib.train)")
+    parser.add_argument("--video", type=Path, help="a talking-head clip to preprocess and train first")
+    parser.add_argument("--work", type=Path, help="with --video: where its subject/ and run/ go")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--frames", type=int, default=3, help="held-out frames to measure on")
+    parser.add_argument("--judge", default="auto", help="auto | emonet | fer")
+    args = parser.parse_args(argv)
+    if (args.run is None) == (args.video is None):
+        parser.error("give --run RUN or --video CLIP --work DIR")
+
+    import cv2
+
+    from etlib import emotion_visibility as ev
+    from etlib.backends import torch_threads
+    from etlib.emoface.judge import get_judge
+    from etlib.train.data import SubjectFrames
+    from etlib.train.trainer import load_model
+
+    with torch_threads():
+        run = args.run if args.video is None else prepare(args.video, args.work or args.out, args.preset)
+        model = load_model(run)
+        model.eval()
+        data = SubjectFrames.for_run(run, model.config["audio_frames"])
+        report, images = ev.measure_model(model, data, judge=get_judge(args.judge), n_frames=args.frames)
+    report |= {"run": str(Path(run).resolve()), "goals": GOALS}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "emotion_visibility.json").write_text(json.dumps(report, indent=1))
+    sheet = ev.contact_sheet(images)
+    cv2.imwrite(str(args.out / "contact_sheet.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    t, r = report["targets"], report["renders"]
+    print(f"judge: {report['judge']}")
+    print(f"targets: change {t['face_change_grey_levels']:.2f} grey levels; judge V-SA {t['judge']['V-SA']:.2f} "
+          f"(relative {t['judge']['V-SA relative']:.2f}), A-SA {t['judge']['A-SA']:.2f} "
+          f"(relative {t['judge']['A-SA relative']:.2f}), E-Acc {t['judge']['E-Acc']:.2f}")  # fmt: skip
+    print(f"renders: change {r['face_change_grey_levels']:.2f} grey levels = {r['ratio_to_targets']:.2f} x the "
+          f"targets'; landmark motion cosine {r['landmark_motion_cosine']:.2f}; judge V-SA {r['judge']['V-SA']:.2f} "
+          f"(relative {r['judge']['V-SA relative']:.2f}), A-SA {r['judge']['A-SA']:.2f} "
+          f"(relative {r['judge']['A-SA relative']:.2f}), E-Acc {r['judge']['E-Acc']:.2f}")  # fmt: skip
+    print("goals:", json.dumps(GOALS))
+    print(f"wrote {args.out / 'emotion_visibility.json'} and {args.out / 'contact_sheet.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
