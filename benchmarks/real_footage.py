@@ -244,9 +244,9 @@ def run_benchmark(
 ) -> dict:
     """Run every step (resuming) and return the summary written to ``OUT_DIR/summary.json``."""
     from etlib.backends import summary as backend_summary
+    from etlib.base import atomic_write_text
     from etlib.config import get_preset
     from etlib.io import probe
-    from etlib.preprocess.subject import atomic_write_text
 
     preset = get_preset(preset)
     data_dir, out = Path(data_dir), Path(out_dir)

@@ -35,12 +35,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from etlib.base import FPS, SAMPLE_RATE
 from etlib.config import S6_POINTS
 from etlib.preprocess.action_units import AU_NAMES, UPPER_FACE_AUS, au_from_landmarks, neutral_reference
 from etlib.talking.model import Ablation
 
-FPS = 25.0
-SAMPLE_RATE = 16000
 SAMPLES_PER_FRAME = int(SAMPLE_RATE / FPS)
 
 #: Table 4's rows in the paper's order, with its labels.
@@ -868,7 +867,7 @@ def _evaluate(subject, run, out, emotion_subject, ablation_runs, audio_files, se
 
 def write_outputs(ev: Evaluation, out: Path, run_state: dict[str, Any] | None = None) -> dict[str, Path]:
     """tables.md, table{1..4}.csv, report.json and the plots (:mod:`etlib.viz.evaluation`) under ``out``."""
-    from etlib.preprocess.subject import atomic_write_text
+    from etlib.base import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     paths = {"tables.md": out / "tables.md", "report.json": out / "report.json"}

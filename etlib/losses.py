@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from etlib.base import LIP_POINTS
+
 
 def _bchw(img: Tensor) -> Tensor:
     if img.dim() == 3:
@@ -55,13 +57,10 @@ def total_variation(img: Tensor) -> Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
 
-LIP_POINTS = slice(48, 68)  # the 68-point scheme's outer and inner lip contours
-
-
 def lip_box(landmarks: Tensor, size: int, pad: float = 0.25) -> tuple[slice, slice]:
     """Rows and columns of the lips' bounding box in a ``size`` x ``size`` frame, grown by ``pad`` of its
     width and height on every side (TalkingGaussian's ``lips_rect``). ``landmarks``: (68, 2) pixel (x, y)."""
-    lips = landmarks[LIP_POINTS].detach().float()
+    lips = landmarks[list(LIP_POINTS)].detach().float()
     lo, hi = lips.min(0).values, lips.max(0).values
     grow = (hi - lo) * pad
     x0, y0 = (lo - grow).floor().clamp(0, size - 1).long().tolist()

@@ -20,10 +20,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from etlib.base import FPS, SAMPLE_RATE
 from etlib.encoders import reuse_encodings
-
-FPS = 25.0
-SAMPLE_RATE = 16000
 
 VAPath = Callable[[float], tuple[float, float]]
 

@@ -11,9 +11,9 @@ from etlib.audio.features import (
     mel_to_hz,
     mel_window_for_frame,
     mel_windows,
-    n_video_frames,
     per_frame_features,
 )
+from etlib.audio.signal import n_video_frames
 
 SR = 16000
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from etlib.base import LANDMARK_GROUPS
 from etlib.emoface.cloning import (
-    LANDMARK_GROUPS,
     Rect,
     boundary_energy,
     compose_emotional_face,

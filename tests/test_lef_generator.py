@@ -7,7 +7,7 @@ import torch
 
 from etlib.config import GENERATOR, OPTIMIZER, GeneratorWeights
 from etlib.emoface.lef import (
-    LIP_INDICES,
+    N_LIP,
     LEFConfig,
     LipAlignedEmotionalFaceGenerator,
     LipEncoder,
@@ -89,7 +89,7 @@ def test_lip_heatmaps_peak_at_the_landmarks():
     landmarks[0, 48] = torch.tensor([10.0, 20.0])
     lips = select_lips(landmarks)
     assert lips.shape == (1, 20, 2) and torch.equal(lips[0, 0], torch.tensor([10.0, 20.0]))
-    assert LIP_INDICES[0] == 48 and LIP_INDICES[-1] == 67
+    assert N_LIP == 20
     h = lip_heatmaps(landmarks, image_size=32, heatmap_size=32, sigma=1.0)
     assert h.shape == (1, 20, 32, 32)
     assert h[0, 0, 20, 10] == 1.0 and h[0, 0].argmax() == 20 * 32 + 10

@@ -6,6 +6,7 @@ from scipy.spatial.transform import Rotation
 
 from etlib.preprocess import action_units, crop, masks, normals, pose, report, template
 from etlib.preprocess.pipeline import _ranges
+from etlib.preprocess.teeth import teeth_from_colour
 
 
 def _posed_landmarks(n=30, focal=300.0, size=128, seed=0):
@@ -192,7 +193,7 @@ def test_teeth_are_bright_grey_pixels_inside_the_mouth():
     img[10:14, 8:24] = (235, 235, 225)  # teeth
     mouth = np.zeros((32, 32), bool)
     mouth[8:20, 6:26] = True
-    teeth = masks.teeth_from_colour(img, mouth)
+    teeth = teeth_from_colour(img, mouth)
     assert teeth[11, 10] and not teeth[17, 10] and teeth.sum() >= 40
 
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from etlib.base import FPS, SAMPLE_RATE
 from etlib.config import get_preset
 from etlib.io import ffmpeg_exe, probe, read_audio
 from etlib.preprocess.crop import CropWindow, iter_cropped_frames
-from etlib.preprocess.pipeline import FPS, SAMPLE_RATE, _imwrite, step_audio
+from etlib.preprocess.pipeline import _imwrite, step_audio
 from etlib.preprocess.subject import SubjectDir, frame_name
 
 SIZE = 64

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from etlib.base import LIP_POINTS
 from etlib.config import GENERATOR, S6_POINTS
-from etlib.emoface.offline import LIP_POINTS, OfflineEmotionGenerator, lip_opening
+from etlib.emoface.offline import OfflineEmotionGenerator, lip_opening
 from etlib.preprocess.landmarks import Detection
 from etlib.viz import emotion as ev
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from etlib.audio.features import SAMPLE_RATE, log_mel
+from etlib.audio.features import log_mel
 from etlib.audio.sync_metrics import (
     SyncScores,
     clip_embeddings,
@@ -54,6 +54,7 @@ from etlib.audio.syncnet import (
     load_syncnet,
     train_syncnet,
 )
+from etlib.base import SAMPLE_RATE, json_default
 from etlib.preprocess import SubjectDir
 
 WINDOW_SECONDS = 2.0  # held-out windows
@@ -610,16 +611,8 @@ def evaluate_subject(
             report["seen_reference"].append(ref)
     if tts:
         report["tts"] = curated_tts_report(out)
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=_json_default))
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=json_default))
     return report
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, tuple):
-        return list(obj)
-    raise TypeError(f"{type(obj)} is not JSON serialisable")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -665,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["tts"] = {
             k: t[k] for k in ("all_16khz", "total_duration_s", "all_words_voiced", "all_f0_in_human_range")
         }
-    print(json.dumps(summary, indent=1, default=_json_default, ensure_ascii=False))
+    print(json.dumps(summary, indent=1, default=json_default, ensure_ascii=False))
     print(f"report: {Path(args.out) / 'report.json'}")
     return 0
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16_000
+from etlib.audio.signal import as_mono_float, check_sample_rate, n_video_frames, require_16k
+from etlib.base import SAMPLE_RATE
+
 MEL_FPS = 80  # mel frames per second at 16 kHz with a 200-sample hop
 SYNC_WINDOW = 16  # mel frames seen by SyncNet: 0.2 s, five 25 fps video frames
 MAX_ABS_VALUE = 4.0  # symmetric normalisation range [-4, 4]
@@ -27,28 +29,6 @@ REF_LEVEL_DB = 20.0
 PREEMPHASIS = 0.97
 #: the normalised value of silence (amplitude at or below -100 dB)
 SILENCE = -MAX_ABS_VALUE
-
-
-def _as_mono_float(wave: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Return ``wave`` as a 1-D float64 array in [-1, 1] (int16 PCM is rescaled)."""
-    if isinstance(wave, torch.Tensor):
-        wave = wave.detach().cpu().numpy()
-    wave = np.asarray(wave)
-    if wave.ndim != 1:
-        raise ValueError(
-            f"expected a mono waveform of shape (n_samples,), got shape {wave.shape}; "
-            "mix the channels down first, e.g. wave.mean(axis=1)"
-        )
-    if wave.dtype == np.int16:
-        return wave.astype(np.float64) / 32768.0
-    if not np.issubdtype(wave.dtype, np.floating):
-        raise ValueError(f"waveform dtype {wave.dtype} not understood: pass float samples in [-1, 1] or int16")
-    return wave.astype(np.float64)
-
-
-def _check_sample_rate(sr: int) -> None:
-    if not isinstance(sr, (int, np.integer)) or sr <= 0:
-        raise ValueError(f"sample rate must be a positive integer number of Hz, got {sr!r}")
 
 
 # Slaney's mel scale: 200/3 Hz a mel below 1 kHz, then logarithmic steps of ln(6.4)/27 a mel.
@@ -79,7 +59,7 @@ def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -
     triangles between ``n_mels + 2`` points evenly spaced on the Slaney mel scale, each scaled by
     ``2 / bandwidth`` so that every filter has the same area.
     """
-    _check_sample_rate(sr)
+    check_sample_rate(sr)
     if not 0 <= fmin < fmax <= sr / 2:
         raise ValueError(f"need 0 <= fmin < fmax <= sr/2, got fmin={fmin}, fmax={fmax}, sr={sr}")
     fft_freqs = np.linspace(0.0, sr / 2, n_fft // 2 + 1)
@@ -136,8 +116,8 @@ def log_mel(
     ``S = clip(8 (dB(mel(|STFT(preemph(x))|)) - 20 + 100) / 100 - 4, -4, 4)`` with
     ``dB(a) = 20 log10(max(a, 1e-5))``. This is the SyncNet audio input of Eq. 9.
     """
-    _check_sample_rate(sr)
-    x = _as_mono_float(wave)
+    check_sample_rate(sr)
+    x = as_mono_float(wave)
     if not np.all(np.isfinite(x)):
         raise ValueError("waveform contains NaN or infinite samples")
     magnitude = stft_magnitude(preemphasis(x), n_fft=n_fft, hop=hop, win=win)
@@ -146,15 +126,6 @@ def log_mel(
     db = 20.0 * np.log10(np.maximum(min_level, mel)) - REF_LEVEL_DB
     normed = 2 * MAX_ABS_VALUE * (db - MIN_LEVEL_DB) / (-MIN_LEVEL_DB) - MAX_ABS_VALUE
     return np.clip(normed, -MAX_ABS_VALUE, MAX_ABS_VALUE).astype(np.float32)
-
-
-def _require_16k(sr: int) -> None:
-    _check_sample_rate(sr)
-    if sr != SAMPLE_RATE:
-        raise ValueError(
-            f"audio features expect {SAMPLE_RATE} Hz audio (80 mel frames a second), got {sr} Hz; "
-            f"resample first, e.g. scipy.signal.resample_poly(wave, {SAMPLE_RATE}, {sr})"
-        )
 
 
 def mel_start(frame_idx: int, fps: float = 25.0) -> int:
@@ -194,11 +165,6 @@ def mel_windows(
     return np.stack([mel_window_for_frame(mel, int(i), fps, window) for i in frame_indices])
 
 
-def n_video_frames(n_samples: int, sr: int = SAMPLE_RATE, fps: float = 25.0) -> int:
-    """Number of whole video frames that ``n_samples`` of audio cover."""
-    return int(np.floor(n_samples * fps / sr + 1e-6))
-
-
 def per_frame_features(
     wave: np.ndarray | torch.Tensor,
     sr: int = SAMPLE_RATE,
@@ -219,14 +185,14 @@ def per_frame_features(
 
     ``n_frames`` defaults to the whole frames the audio covers; more frames are padded with silence.
     """
-    _require_16k(sr)
+    require_16k(sr)
     n_mels = 80
     if n_mels % mel_bands or window % time_bins:
         raise ValueError(
             f"mel_bands ({mel_bands}) must divide {n_mels} and time_bins ({time_bins}) must divide window ({window})"
         )
     mel = log_mel(wave, sr=sr)
-    total = n_video_frames(len(_as_mono_float(wave)), sr, fps) if n_frames is None else int(n_frames)
+    total = n_video_frames(len(as_mono_float(wave)), sr, fps) if n_frames is None else int(n_frames)
     if total <= 0:
         raise ValueError(f"need at least one video frame, got n_frames={total}")
     feats = np.empty((total, mel_bands * time_bins), dtype=np.float32)
@@ -280,10 +246,10 @@ def syncnet_mfcc(wave: np.ndarray | torch.Tensor, sr: int = SAMPLE_RATE) -> np.n
     ``syncnet_python`` reads the wav with ``scipy.io.wavfile``, so int16 samples are used unscaled
     (floats in [-1, 1] are scaled by 32768 to match).
     """
-    _require_16k(sr)
+    require_16k(sr)
     from scipy.fft import dct
 
-    x = _as_mono_float(wave) * 32768.0
+    x = as_mono_float(wave) * 32768.0
     x = np.append(x[0], x[1:] - PREEMPHASIS * x[:-1])
     frame_len, step, nfft, nfilt = int(0.025 * sr + 0.5), int(0.01 * sr + 0.5), 512, 26
     n = 1 if len(x) <= frame_len else 1 + int(np.ceil((len(x) - frame_len) / step))

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from etlib import weights
-from etlib.audio.features import SAMPLE_RATE, _as_mono_float, _require_16k, n_video_frames
+from etlib.audio.signal import as_mono_float, n_video_frames, require_16k
+from etlib.base import SAMPLE_RATE
 
 #: HuBERT's hop: 320 samples (20 ms) at 16 kHz, the product of its conv strides (5 * 2**6).
 HOP = 320
@@ -107,8 +108,8 @@ def hubert_hidden_states(model: torch.nn.Module, wave: np.ndarray | torch.Tensor
     The waveform is normalised to zero mean and unit variance first, as ``Wav2Vec2FeatureExtractor``
     (``do_normalize=True``) does for this checkpoint.
     """
-    _require_16k(sr)
-    x = _as_mono_float(wave)
+    require_16k(sr)
+    x = as_mono_float(wave)
     if len(x) < 400:
         raise ValueError(f"waveform too short for HuBERT: {len(x)} samples, need at least 400 (25 ms)")
     x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
@@ -147,5 +148,5 @@ def hubert_per_frame_features(
     the whole video frames the audio covers.
     """
     model = model if model is not None else load_hubert()
-    total = n_video_frames(len(_as_mono_float(wave)), sr, fps) if n_frames is None else int(n_frames)
+    total = n_video_frames(len(as_mono_float(wave)), sr, fps) if n_frames is None else int(n_frames)
     return frames_from_hidden(hubert_hidden_states(model, wave, sr), total, fps)

@@ -18,19 +18,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from etlib.base import LANDMARK_GROUPS
+
 if TYPE_CHECKING:
     from etlib.emoface.offline import GeneratedFace
-
-#: iBUG 68-point groups (0-based; "right" is the subject's right, the image's left).
-LANDMARK_GROUPS: dict[str, tuple[int, ...]] = {
-    "jaw": tuple(range(0, 17)),
-    "brow_right": tuple(range(17, 22)),
-    "brow_left": tuple(range(22, 27)),
-    "nose": tuple(range(27, 36)),
-    "eye_right": tuple(range(36, 42)),
-    "eye_left": tuple(range(42, 48)),
-    "mouth": tuple(range(48, 68)),
-}
 
 
 class Rect(NamedTuple):

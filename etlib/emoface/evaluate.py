@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from etlib.base import json_default
 from etlib.config import PRESETS, S6_POINTS
 
 #: The paper's Table 3, row "Ours" (EmoNet on the rendered emotion-conditioned clip); E-Acc as a fraction.
@@ -148,7 +149,8 @@ def lip_landmark_shift(detector, source: np.ndarray, generated: np.ndarray, sour
     """
     import cv2
 
-    from etlib.emoface.offline import LIP_POINTS, lip_opening, lip_rect_mask
+    from etlib.base import LIP_POINTS
+    from etlib.emoface.offline import lip_opening, lip_rect_mask
 
     upper_points = list(range(17, 27)) + list(range(36, 48))
     scale = REPORT_SIZE / source.shape[1]
@@ -203,7 +205,8 @@ def blur_mouth(image: np.ndarray, landmarks68: np.ndarray, pad: float = 0.35, si
     landmarks (the generator keeps the lips in place), so the mouth tells the judge the same on both."""
     import cv2
 
-    from etlib.emoface.offline import LIP_POINTS, face_frame
+    from etlib.base import LIP_POINTS
+    from etlib.emoface.offline import face_frame
 
     lips = np.asarray(landmarks68, np.float64)[list(LIP_POINTS)]
     lo, hi = lips.min(axis=0), lips.max(axis=0)
@@ -391,7 +394,7 @@ def evaluate_subject(
             "comparable only in kind, and only when the judge above is EmoNet",
         },
     }
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=_json_default))
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=json_default))
     write_figures(out, generator, source, rows, judged)
     return report
 
@@ -416,14 +419,6 @@ def write_figures(out: Path, generator, source: SourceFrames, rows: Sequence, ju
     axes = plot_s6_rows([rows[k] for k in first], va, title=f"{generator.name}\njudge: {judged['source'].judge}")
     axes.flat[0].figure.savefig(out / "fig2_rows.png", dpi=90)
     plt.close(axes.flat[0].figure)
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"{type(obj)} is not JSON serialisable")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -452,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         "cloning": report["cloning"],
         "checks": report["checks"],
     }
-    print(json.dumps(summary, indent=1, default=_json_default))
+    print(json.dumps(summary, indent=1, default=json_default))
     print(f"report: {Path(args.out) / 'report.json'}")
     return 0
 

@@ -28,19 +28,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from etlib.base import LIP_POINTS
 from etlib.emoface.emostyle import EMOTION_DIM, HIDDEN, EmoExtract, load_emoextract
 from etlib.emoface.stylegan2 import Generator, invert, load_ffhq_generator, load_generator, to_unit
 
-#: The 20 lip landmarks (outer 48-59, inner 60-67) of the 68-point iBUG 300-W convention.
-LIP_INDICES: tuple[int, ...] = tuple(range(48, 68))
-N_LIP = len(LIP_INDICES)
+N_LIP = len(LIP_POINTS)
 
 
 def select_lips(landmarks: torch.Tensor) -> torch.Tensor:
     """``[B, 68, 2] -> [B, 20, 2]`` lip points (``[B, 20, 2]`` passes through)."""
     if landmarks.ndim != 3 or landmarks.shape[-1] != 2 or landmarks.shape[1] not in (68, N_LIP):
         raise ValueError(f"landmarks must be [B, 68, 2] or [B, 20, 2] (x, y) pixels, got {tuple(landmarks.shape)}")
-    return landmarks[:, list(LIP_INDICES)] if landmarks.shape[1] == 68 else landmarks
+    return landmarks[:, list(LIP_POINTS)] if landmarks.shape[1] == 68 else landmarks
 
 
 def lip_heatmaps(lips: torch.Tensor, image_size: int, heatmap_size: int = 64, sigma: float = 1.5) -> torch.Tensor:

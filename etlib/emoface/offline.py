@@ -33,10 +33,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from etlib.base import JAW_POINTS, LIP_POINTS
 from etlib.emoface.expression import AU_MAX, expression_weights, va_to_aus
 
-LIP_POINTS = tuple(range(48, 68))
-CONTOUR_POINTS = tuple(range(0, 17))
 #: Brow points ordered outer -> inner, subject's right brow (image left) and left brow.
 BROW_RIGHT = (17, 18, 19, 20, 21)
 BROW_LEFT = (26, 25, 24, 23, 22)
@@ -167,7 +166,7 @@ def landmark_motion(
             delta_cheeks[i] += level.get(au, 0.0) * d * (-up * y_axis + out * outward)
 
     delta[list(LIP_POINTS)] = 0.0
-    delta[list(CONTOUR_POINTS)] = 0.0
+    delta[list(JAW_POINTS)] = 0.0
     return delta, delta_cheeks
 
 

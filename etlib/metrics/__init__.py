@@ -19,13 +19,12 @@ from etlib.metrics.emotion import (
     va_rmse,
 )
 from etlib.metrics.image import LPIPSMetric, MetricUnavailable, lpips_status, psnr, ssim, try_lpips
-from etlib.metrics.landmarks import MOUTH_POINTS, lmd
+from etlib.metrics.landmarks import lmd
 from etlib.metrics.timing import Timing, fps
 
 __all__ = [
     "LABEL_TO_CLASS",
     "LOWER_FACE_AUS",
-    "MOUTH_POINTS",
     "UPPER_FACE_AUS",
     "AUError",
     "LPIPSMetric",

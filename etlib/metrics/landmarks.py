@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: iBUG-68 mouth points: outer lip 48-59, inner lip 60-67.
-MOUTH_POINTS = tuple(range(48, 68))
+from etlib.base import LIP_POINTS
 
 
 def _as_frames(landmarks: np.ndarray, name: str) -> np.ndarray:
@@ -39,5 +38,5 @@ def lmd(pred_landmarks: np.ndarray, gt_landmarks: np.ndarray, mouth_only: bool =
     if mouth_only:
         if pred.shape[1] != 68:
             raise ValueError(f"mouth_only needs the 68-point layout, got {pred.shape[1]} points")
-        pred, gt = pred[:, MOUTH_POINTS], gt[:, MOUTH_POINTS]
+        pred, gt = pred[:, LIP_POINTS], gt[:, LIP_POINTS]
     return float(np.linalg.norm(pred - gt, axis=-1).mean() * scale)

@@ -144,7 +144,7 @@ def neutral_reference(landmarks: np.ndarray) -> dict[str, float]:
 
 def write_au_csv(path: Path, aus: np.ndarray, names=AU_NAMES, fps: float = 25.0) -> None:
     """OpenFace-style CSV: frame, timestamp, AUxx_r columns."""
-    from etlib.preprocess.subject import atomic_write_text
+    from etlib.base import atomic_write_text
 
     lines = [",".join(["frame", "timestamp"] + [f"{n}_r" for n in names])]
     for i, row in enumerate(aus):

@@ -258,7 +258,7 @@ def masks_from_labels(labels: np.ndarray, image: np.ndarray | None = None) -> di
     pixels of the mouth: CelebAMask-HQ has no teeth class; empty without ``image``), ``head`` = face | mouth,
     ``hair``, ``neck``, ``torso`` (hair, neck, clothes: the person outside the head) and ``background``.
     """
-    from etlib.preprocess.masks import teeth_from_colour
+    from etlib.preprocess.teeth import teeth_from_colour
 
     out = {name: np.isin(labels, ids) for name, ids in MASK_CLASSES.items()}
     out["teeth"] = teeth_from_colour(image, out["mouth"]) if image is not None else np.zeros_like(out["mouth"])

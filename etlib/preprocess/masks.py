@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from etlib.preprocess.teeth import teeth_from_colour
 from etlib.preprocess.template import INNER_LIPS, JAW
 
 
@@ -34,25 +35,6 @@ def _poly_mask(points: np.ndarray, size: int) -> np.ndarray:
 def face_polygon(landmarks: np.ndarray, forehead: np.ndarray) -> np.ndarray:
     """Jaw 0..16 then the forehead arc back from the left temple to the right one."""
     return np.concatenate([landmarks[JAW], forehead[::-1]], axis=0)
-
-
-def teeth_from_colour(image: np.ndarray, mouth: np.ndarray) -> np.ndarray:
-    """Teeth inside the mouth: brighter than most of the mouth and nearly grey.
-
-    The thresholds adapt to the frame: brightness above the mouth's 60th percentile and above 0.45, and
-    saturation below 0.35 (teeth are off-white; tongue and lips are saturated red, the throat dark).
-    """
-    import cv2
-
-    if not mouth.any():
-        return np.zeros_like(mouth)
-    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.float32) / [180.0, 255.0, 255.0]
-    v, s = hsv[..., 2], hsv[..., 1]
-    v_thr = max(0.45, float(np.percentile(v[mouth], 60)))
-    teeth = mouth & (v >= v_thr) & (s <= 0.35)
-    # Lone speckles are highlights on the tongue or lips, not teeth.
-    teeth = cv2.morphologyEx(teeth.astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)) > 0
-    return teeth & mouth
 
 
 def frame_masks(image: np.ndarray, landmarks: np.ndarray, forehead: np.ndarray) -> dict[str, np.ndarray]:

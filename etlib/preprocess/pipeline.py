@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from etlib.base import FPS, SAMPLE_RATE, atomic_dir, atomic_save_npy, atomic_write_text
 from etlib.config import Preset, get_preset
-from etlib.preprocess.subject import SubjectDir, atomic_dir, atomic_save_npy, atomic_write_text, frame_name
+from etlib.preprocess.subject import SubjectDir, frame_name
 
 STEPS = ("frames", "audio", "landmarks", "pose", "masks", "normals", "aus", "va", "split", "report")
-FPS = 25.0
-SAMPLE_RATE = 16000
 #: Landmarks are found on the crop at this size, whatever the preset's resolution: dlib's detector needs
 #: faces of 80 px or more, and the predictor is more precise on larger faces.
 ANALYSIS_SIZE = 512

@@ -267,7 +267,7 @@ def pose_jitter_degrees(w2c: np.ndarray, fps: float = 25.0, window_s: float = 0.
 
 def write_transforms(path: Path, pose: HeadPose, width: int, height: int) -> None:
     """ER-NeRF / TalkingGaussian ``transforms.json``: camera-to-world in OpenGL axes."""
-    from etlib.preprocess.subject import atomic_write_text
+    from etlib.base import atomic_write_text
 
     frames = []
     for i, w2c in enumerate(pose.w2c):

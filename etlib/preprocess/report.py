@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from etlib.base import FPS
 from etlib.preprocess.subject import SubjectDir
 from etlib.preprocess.template import INNER_LIPS, inter_ocular_distance
-
-FPS = 25.0
 
 
 def mouth_opening(landmarks: np.ndarray) -> np.ndarray:

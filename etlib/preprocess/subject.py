@@ -23,56 +23,21 @@ run resumes from the first step that is not recorded.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from etlib.base import atomic_write_text, json_default
 
 MASK_NAMES = ("face", "mouth", "teeth", "head", "torso", "background")
 
 
 def frame_name(index: int, ext: str) -> str:
     return f"{index:06d}.{ext}"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
-    os.close(fd)
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
-    """Fill a temporary sibling folder, then swap it in: a folder of frames is complete or absent."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    yield tmp
-    if path.exists():
-        import shutil
-
-        shutil.rmtree(path)
-    os.replace(tmp, path)
 
 
 class SubjectDir:
@@ -109,7 +74,7 @@ class SubjectDir:
     def update_meta(self, **fields: Any) -> dict[str, Any]:
         meta = self.meta()
         meta.update(fields)
-        atomic_write_text(self.meta_path, json.dumps(meta, indent=2, default=_json_default))
+        atomic_write_text(self.meta_path, json.dumps(meta, indent=2, default=json_default))
         return meta
 
     def step_done(self, step: str) -> bool:
@@ -118,12 +83,12 @@ class SubjectDir:
     def record_step(self, step: str, **info: Any) -> None:
         meta = self.meta()
         meta.setdefault("steps", {})[step] = info
-        atomic_write_text(self.meta_path, json.dumps(meta, indent=2, default=_json_default))
+        atomic_write_text(self.meta_path, json.dumps(meta, indent=2, default=json_default))
 
     def forget_step(self, step: str) -> None:
         meta = self.meta()
         if meta.get("steps", {}).pop(step, None) is not None:
-            atomic_write_text(self.meta_path, json.dumps(meta, indent=2, default=_json_default))
+            atomic_write_text(self.meta_path, json.dumps(meta, indent=2, default=json_default))
 
     # --- reading back ----------------------------------------------------------------------
     @property
@@ -189,13 +154,3 @@ class SubjectDir:
         from etlib.preprocess.pose import read_transforms
 
         return read_transforms(self.transforms)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot write {type(obj).__name__} to JSON")

@@ -16,6 +16,8 @@ import functools
 import numpy as np
 from scipy.spatial import Delaunay
 
+from etlib import base
+
 # (x, y, z) in mm, x right, y down, z towards the viewer (the published convention).
 _MEAN_FACE_68_MM = np.array(
     [
@@ -56,16 +58,16 @@ _MEAN_FACE_68_MM = np.array(
     ]
 )  # fmt: skip
 
-# 68-point index groups (iBUG 300-W convention).
-JAW = np.arange(0, 17)
-BROWS = np.arange(17, 27)
-NOSE = np.arange(27, 36)
-RIGHT_EYE = np.arange(36, 42)  # the subject's right eye, on the image left
-LEFT_EYE = np.arange(42, 48)
-EYES = np.arange(36, 48)
-OUTER_LIPS = np.arange(48, 60)
-INNER_LIPS = np.arange(60, 68)
-LIPS = np.arange(48, 68)
+# 68-point index groups as arrays for fancy indexing (the groups themselves: etlib.base).
+JAW = np.array(base.JAW_POINTS)
+BROWS = np.array(base.BROW_RIGHT_POINTS + base.BROW_LEFT_POINTS)
+NOSE = np.array(base.NOSE_POINTS)
+RIGHT_EYE = np.array(base.EYE_RIGHT_POINTS)  # the subject's right eye, on the image left
+LEFT_EYE = np.array(base.EYE_LEFT_POINTS)
+EYES = np.concatenate([RIGHT_EYE, LEFT_EYE])
+OUTER_LIPS = np.array(base.OUTER_LIP_POINTS)
+INNER_LIPS = np.array(base.INNER_LIP_POINTS)
+LIPS = np.array(base.LIP_POINTS)
 #: Points that move little with speech, blinks and expression: the rigid set used for head pose (the nose,
 #: the eye corners, the jaw by the ears; not the eyelids, brows, lips or chin).
 RIGID = np.array([27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45, 0, 16])

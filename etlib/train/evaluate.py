@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from etlib.base import atomic_write_text
 from etlib.encoders import reuse_encodings
-from etlib.preprocess.subject import SubjectDir, atomic_write_text
+from etlib.preprocess.subject import SubjectDir
 from etlib.talking.model import EmoTalkingGaussian, FrameCondition
 from etlib.train.data import SubjectFrames
 

@@ -23,10 +23,9 @@ import torch
 from etlib.audio.features import log_mel, mel_window_for_frame
 from etlib.audio.sync_metrics import eq9_sync_loss, face_box_from_landmarks, lower_half_crops
 from etlib.audio.syncnet import SyncNet, freeze
+from etlib.base import FPS, SAMPLE_RATE
 from etlib.train.data import SubjectFrames
 
-FPS = 25.0
-SAMPLE_RATE = 16000
 WINDOW = 5
 
 

@@ -11,7 +11,6 @@ stopped: a resumed run ends with the same parameters as an unbroken one (same se
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,11 +21,12 @@ import torch
 from tqdm.auto import tqdm
 
 from etlib import losses
+from etlib.base import atomic_torch_save, atomic_write_text
 from etlib.config import OPTIMIZER, Preset, get_preset
 from etlib.encoders import reuse_encodings
 from etlib.gaussians.densify import Densifier
 from etlib.gaussians.model import GaussianSet
-from etlib.preprocess.subject import SubjectDir, atomic_write_text
+from etlib.preprocess.subject import SubjectDir
 from etlib.talking.init import initial_gaussians
 from etlib.talking.model import Ablation, EmoTalkingGaussian
 from etlib.train.data import Sample, SubjectFrames
@@ -117,13 +117,6 @@ def load_model(run_dir: str | Path, preset: str | Preset | None = None) -> EmoTa
         raise FileNotFoundError(f"no stage of {run_dir} has completed yet")
     ckpt = torch.load(run_dir / "checkpoints" / f"model_{st['completed'][-1]}.pt", weights_only=False)
     return build_model(ckpt, get_preset(preset or st["preset"]))
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -431,7 +424,7 @@ class Trainer:
         return self.ckpt_dir / f"latest_{stage.name}.pt"
 
     def _save_latest(self, stage, iteration, gauss_opts, net_opt, densifier, rng) -> None:
-        _atomic_torch_save(
+        atomic_torch_save(
             {
                 "stage": stage.name,
                 "iteration": iteration,
@@ -503,7 +496,7 @@ class Trainer:
             bar.set_postfix(loss=f"{float(total.detach()):.4f}", n=len(getattr(self.model, stage.gaussians or "face")))
             if (it + 1) % self.preset.checkpoint_every == 0 and it + 1 < iterations:
                 self._save_latest(stage, it, gauss_opts, net_opt, densifier, rng)
-        _atomic_torch_save(model_state(self.model), self.ckpt_dir / f"model_{stage.name}.pt")
+        atomic_torch_save(model_state(self.model), self.ckpt_dir / f"model_{stage.name}.pt")
         self._write_history()
         self.state["completed"].append(stage.name)
         self.state["seconds"][stage.name] = round(
@@ -546,7 +539,7 @@ class Trainer:
             if reason:
                 self.state["completed"].append(stage.name)
                 self.state.setdefault("skipped", {})[stage.name] = reason
-                _atomic_torch_save(model_state(self.model), self.ckpt_dir / f"model_{stage.name}.pt")
+                atomic_torch_save(model_state(self.model), self.ckpt_dir / f"model_{stage.name}.pt")
                 self._save_state()
                 continue
             self.run_stage(stage)
