@@ -12,7 +12,7 @@ beat what those targets themselves reach. This measures that bound without train
 2. the emotion targets made from each twin frame at the clip's true valence/arousal (gain 1, and a few other
    expression gains for scale): a perfect f_E trained on those targets.
 
-Printed (JSON): head PSNR of both against the clip (the head mask of ``etlib.train.evaluate``), the share of the
+Printed (JSON): head PSNR of both against the clip (the head mask of ``etlib.train.run_metrics``), the share of the
 twin's error in the upper face and around the mouth, and per S6 point the mean squared error of both.
 """
 
@@ -53,7 +53,7 @@ def measure(sample_dir: Path, emotion_subject: Path, max_frames: int = 40, gains
     from etlib.emoface.targets import make_emotion_targets
     from etlib.preprocess import SubjectDir
     from etlib.preprocess.crop import CropWindow, iter_cropped_frames
-    from etlib.train.evaluate import psnr
+    from etlib.train.run_metrics import psnr
 
     s = SubjectDir(emotion_subject)
     meta = s.meta()

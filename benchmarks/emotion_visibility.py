@@ -1,4 +1,4 @@
-"""Does the emotion show? Targets and renders at the 12 S6 points, measured (etlib.emotion_visibility).
+"""Does the emotion show? Targets and renders at the 12 S6 points, measured (etlib.evaluation.emotion_visibility).
 
     python benchmarks/emotion_visibility.py --run outputs/run --out outputs/emotion_visibility
     python benchmarks/emotion_visibility.py --video CLIP.mp4 --work /tmp/clip --out /tmp/clip/visibility
@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import cv2
 
-    from etlib import emotion_visibility as ev
     from etlib.backends import torch_threads
     from etlib.emoface.judge import get_judge
+    from etlib.evaluation import emotion_visibility as ev
     from etlib.train.data import SubjectFrames
     from etlib.train.trainer import load_model
 

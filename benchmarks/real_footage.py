@@ -143,7 +143,7 @@ def preprocess_clips(clips: dict[str, Path], out: Path, preset, timings: Timings
 
 def train_clip(subject: Path, run: Path, preset, timings: Timings, progress: bool):
     """Train all stages (resumes) and evaluate the test frames once; returns (trainer, metrics)."""
-    from etlib.train.evaluate import evaluate_run
+    from etlib.train.run_metrics import evaluate_run
     from etlib.train.stages import STAGE_NAMES
     from etlib.train.sync import make_sync_loss
     from etlib.train.trainer import Trainer, default_emotion_targets
@@ -171,7 +171,7 @@ def render_test_frames(trainer, path: Path, timings: Timings, progress: bool) ->
 
     from etlib.backends import torch_threads
     from etlib.io import read_audio, write_video
-    from etlib.train.evaluate import render_frame
+    from etlib.train.run_metrics import render_frame
 
     data, model = trainer.data, trainer.model.eval()
     ids = list(data.test_ids)

@@ -40,7 +40,7 @@ def sync_of_run(run: Path, subject: Path, syncnet, sentences) -> dict:
     """Sync-E/C and AV offset of ``run`` speaking each sentence (espeak-ng), and their means."""
     from etlib.audio.tts import synthesize
     from etlib.base import SAMPLE_RATE
-    from etlib.evaluate import clip_sync, render_driven, to_uint8
+    from etlib.evaluation.paper_tables import clip_sync, render_driven, to_uint8
     from etlib.train.data import SubjectFrames
     from etlib.train.trainer import load_model
 

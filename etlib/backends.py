@@ -1,7 +1,7 @@
 """Which implementation runs each component, and why.
 
 Every GPU-only or weights-only part of the paper has a CPU/offline counterpart behind the same
-interface (DESIGN.md's table). This module is the one place that decides: ``choose("rasterizer")``
+interface (README's table of CPU/offline counterparts). This module is the one place that decides: ``choose("rasterizer")``
 returns the implementation that will run and the reason; ``python -m etlib.backends`` prints them all.
 
 Set ``ETLIB_FORCE_CPU=1`` to take the CPU paths even where CUDA works (useful to compare the two).

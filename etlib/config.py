@@ -225,12 +225,9 @@ PRESETS: dict[str, Preset] = {
         resolution=128,
         n_gaussians_face=8000,
         n_gaussians_mouth=1500,
-        # face_network: with standardised audio, hash init 0.5 and 5x network lr the lips follow the audio
-        # (lower-lip motion correlates 0.84-0.88 with the true opening, 1.0-1.3 px std) by 600 steps; 300 reach
-        # 0.2 px. 750 with the lip term (weight 1): LMD 0.42/0.46 px on two seeds; 600 (weight 0.5): 0.48/0.52.
-        # emotion_network: 700 steps, 3/4 of them on generated images, an L1 of weight 3 on what the target changed
-        # and 10x the network rate: the renders change the face by ~0.7x what the targets do (250 steps, half on
-        # generated images, no region term: ~0.25x).
+        # Why these sizes depart from the paper's schedule, with what they measured: README, "Known limits".
+        # face_network: the lips need several hundred steps to follow the audio; emotion_network: f_E starts from
+        # zero offsets and must learn a 2-D condition.
         iterations=StageIterations(300, 400, 300, 750, 700, 150),
         batch_size=1,
         hash_grid=HashGridSettings(n_levels=8, log2_hashmap_size=14, init_scale=0.5),
@@ -238,7 +235,6 @@ PRESETS: dict[str, Preset] = {
         emotion_lr_scale=10.0,
         emotion_region_l1=3.0,
         emotion_target_share=0.75,
-        # LMD 0.58 -> 0.51 (weight 1), 0.48 (0.5), 0.51 (3) px at 600 face-network steps, PSNR +0.1-0.2 dB
         lip_region_l1=1.0,
         syncnet_iterations=600,
         generator_size=128,

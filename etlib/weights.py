@@ -76,7 +76,7 @@ class WeightEntry:
         return self.package is not None or self.url is not None
 
 
-# Ordered as DESIGN.md's table of pretrained parts.
+# The registry: one entry per pretrained file (`python -m etlib.weights --list` prints it).
 _ENTRIES: tuple[WeightEntry, ...] = (
     WeightEntry(
         name="fer_emotion_model",

@@ -1,4 +1,4 @@
-"""The speech-side check (etlib.audio.evaluate): offset windows on synthetic embeddings, the loudness gate,
+"""The speech-side check (etlib.evaluation.syncnet_check): offset windows on synthetic embeddings, the loudness gate,
 the TTS proxies, and the CLI end to end on the smoke subject."""
 
 import json
@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from etlib.audio.evaluate import (
+from etlib.evaluation.syncnet_check import (
     SubjectClip,
     delay_audio,
     estimate_f0,
@@ -159,7 +159,7 @@ def test_cli_end_to_end_on_the_smoke_subject(smoke_subject, tmp_path):
     subject = getattr(smoke_subject, "root", smoke_subject)  # preprocess() returns a SubjectDir
     out = tmp_path / "speech"
     env = {"ETLIB_TTS_CACHE": str(tmp_path / "tts_cache"), "ETLIB_TORCH_THREADS": "1"}
-    cmd = [sys.executable, "-m", "etlib.audio.evaluate", "--subject", str(subject), "--out", str(out)]
+    cmd = [sys.executable, "-m", "etlib.evaluation.syncnet_check", "--subject", str(subject), "--out", str(out)]
     cmd += ["--preset", "smoke", "--iterations", "4"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env})
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -188,7 +188,7 @@ def test_cli_end_to_end_on_the_smoke_subject(smoke_subject, tmp_path):
         assert tts["all_words_voiced"] and tts["all_f0_in_human_range"]
         assert len(list((out / "tts").glob("*.wav"))) == 10
     # Resumable: asking again for the same iterations loads the checkpoint instead of training.
-    from etlib.audio.evaluate import train_subject_syncnet
+    from etlib.evaluation.syncnet_check import train_subject_syncnet
 
     again = train_subject_syncnet(subject, out, "smoke", iterations=4, progress=False)
     assert again.iterations == 4 and len(again.losses) == 4 and again.model.name == name

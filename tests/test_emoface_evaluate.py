@@ -1,4 +1,4 @@
-"""``python -m etlib.emoface.evaluate`` on the smoke subject: report, figures, clear errors (issue #6)."""
+"""``python -m etlib.evaluation.generator_check`` on the smoke subject: report, figures, clear errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from etlib.emoface import evaluate as emo_eval
+from etlib.evaluation import generator_check as emo_eval
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""etlib.emotion_visibility: how much the emotion targets and a model's renders change the face, and whether the
+"""etlib.evaluation.emotion_visibility: how much the emotion targets and a model's renders change the face, and whether the
 landmark motion points the same way."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from etlib import emotion_visibility as ev
+from etlib.evaluation import emotion_visibility as ev
 
 
 def test_face_change_counts_only_the_face_in_grey_levels():

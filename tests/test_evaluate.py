@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from etlib import evaluate as ev
 from etlib.config import S6_POINTS
+from etlib.evaluation import paper_tables as ev
 from etlib.preprocess.action_units import AU_NAMES, UPPER_FACE_AUS
 from etlib.preprocess.template import mean_face_68
 

@@ -1,4 +1,4 @@
-"""Loaders of the paper's pretrained preprocessing parts (issue #4), each tested on small checkpoints that the
+"""Loaders of the paper's pretrained preprocessing parts, each tested on small checkpoints that the
 tests write: BiSeNet face parsing, HuBERT audio features, face-alignment's FAN + S3FD, OpenFace's CSV."""
 
 from __future__ import annotations

@@ -206,7 +206,7 @@ def test_audio_windows_are_standardised_with_the_training_frames_statistics(smok
 def test_lip_motion_of_an_untrained_face_branch_is_flat(smoke_subject, tmp_path):
     import numpy as np
 
-    from etlib.train.evaluate import lip_motion
+    from etlib.train.run_metrics import lip_motion
 
     trainer = Trainer(smoke_subject.root, tmp_path / "run", "smoke", progress=False)
     ids = trainer.data.test_ids
@@ -268,12 +268,12 @@ def test_lmd_of_renders_equal_to_the_frames_is_zero(smoke_subject, tmp_path, mon
     so a perfect render scores 0 (against the tracked landmarks it would not: they come from the full-size video)."""
     import numpy as np
 
-    from etlib.train import evaluate
+    from etlib.train import run_metrics
 
     trainer = Trainer(smoke_subject.root, tmp_path / "run", "smoke", progress=False)
     data = trainer.data
-    monkeypatch.setattr(evaluate, "render_frame", lambda model, d, i, *a, **k: d.subject.read_frame(i) / 255.0)
-    metrics = evaluate.evaluate_model(trainer.model, data, data.test_ids, progress=False)
+    monkeypatch.setattr(run_metrics, "render_frame", lambda model, d, i, *a, **k: d.subject.read_frame(i) / 255.0)
+    metrics = run_metrics.evaluate_model(trainer.model, data, data.test_ids, progress=False)
     assert metrics["lmd_frames"] > 0
     assert metrics["lmd"] == 0 and metrics["lmd_static_mouth"] == 0
     assert np.isinf(metrics["psnr"]) or metrics["psnr"] > 60

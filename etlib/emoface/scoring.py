@@ -1,6 +1,6 @@
 """Scoring generated faces with the emotion judge: V-RMSE, A-RMSE (Eq. S17), V-SA, A-SA (Eq. S18), E-Acc.
 
-Shared by the notebooks' figures (:mod:`etlib.viz.emotion`) and ``python -m etlib.emoface.evaluate``.
+Shared by the notebooks' figures (:mod:`etlib.viz.emotion`) and ``python -m etlib.evaluation.generator_check``.
 """
 
 from __future__ import annotations

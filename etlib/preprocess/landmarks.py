@@ -1,6 +1,6 @@
 """68-point facial landmarks (iBUG 300-W convention), detected frame by frame and tracked.
 
-Two implementations behind one interface (DESIGN.md):
+Two implementations behind one interface:
 
 * :class:`FaceAlignmentLandmarks`: FAN [7] through the ``face-alignment`` package, when it is installed and
   its weights (``s3fd``, ``fan_2d_68``) are in the etlib cache. The paper's detector D_l.

@@ -32,7 +32,7 @@ from etlib.preprocess.template import RIGID, forehead_points, inter_ocular_dista
 
 #: Unit (metres) of the translation's acceleration penalty in :func:`smooth_poses`. Much larger than a
 #: head's radius (0.1 m), so translation is nearly free to absorb what the landmarks cannot tell apart from
-#: a rotation; 0.1 would keep fast nods better but leaves ~1° of jitter on real clips (measured, issue #11).
+#: a rotation; 0.1 would keep fast nods better but leaves ~1° of jitter on real clips (measured on the real test clips).
 TRANSLATION_UNIT_M = 0.5
 
 #: OpenCV camera axes <-> OpenGL camera axes.

@@ -1,6 +1,6 @@
 """The processed-subject folder: its layout, its ``meta.json``, and reading it back.
 
-Layout (DESIGN.md; TalkingGaussian/ER-NeRF's preprocessing is the reference)::
+Layout (TalkingGaussian/ER-NeRF's preprocessing is the reference)::
 
     frames/NNNNNN.jpg          frames at the preset's resolution, 25 fps, face-centred square crop
     masks/{face,mouth,teeth,head,torso,background}/NNNNNN.png

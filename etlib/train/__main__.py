@@ -16,12 +16,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", nargs="*", choices=STAGE_NAMES, help="run only these stages")
     parser.add_argument("--ablation", default="full", choices=Ablation.NAMES, help="a Table 4 variant")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--syncnet", help="a SyncNet trained on this subject (etlib.audio.evaluate) for L_sync")
+    parser.add_argument(
+        "--syncnet", help="a SyncNet trained on this subject (etlib.evaluation.syncnet_check) for L_sync"
+    )
     parser.add_argument("--no-eval", action="store_true", help="skip the test-split metrics at the end")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
-    from etlib.train.evaluate import evaluate_run
+    from etlib.train.run_metrics import evaluate_run
     from etlib.train.trainer import Trainer, default_emotion_targets
 
     trainer = Trainer(

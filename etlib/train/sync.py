@@ -111,7 +111,7 @@ def lower_half_window(box: torch.Tensor, width: int, height: int, margin: int = 
 
 def make_sync_loss(data: SubjectFrames, syncnet_path: str | Path | None = None, every: int = 4) -> SyncLossTerm | None:
     """L_sync with the pretrained lip-sync expert when present, else a SyncNet trained on this subject at
-    ``syncnet_path`` (``etlib.audio.evaluate`` / notebook 05 write one); None when neither exists."""
+    ``syncnet_path`` (``etlib.evaluation.syncnet_check`` / notebook 05 write one); None when neither exists."""
     from etlib.audio.sentences import curated_texts
     from etlib.audio.syncnet import load_lipsync_expert, load_syncnet
     from etlib.audio.tts import synthesize

@@ -6,7 +6,7 @@ Offline generator (03a): :func:`subject_faces` -> :func:`generate_at_points` -> 
 Neural g_LEF (03b): :func:`face_crops`, :func:`build_lef_demo`, :func:`plot_lef_losses`, :func:`plot_lef_samples`.
 Cloning (04): :func:`cloning_rows`, :func:`boundary_energy_rows`, :func:`plot_cloning_rows`, :func:`plot_seam_zoom`,
 :func:`plot_emotion_targets`.
-The subject-level check (``python -m etlib.emoface.evaluate``): :func:`plot_cloning_rows` and :func:`plot_s6_rows`.
+The subject-level check (``python -m etlib.evaluation.generator_check``): :func:`plot_cloning_rows` and :func:`plot_s6_rows`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Figures of the evaluation (notebook 10, ``python -m etlib.evaluate``): Tables 1-4 drawn as figures, the
+"""Figures of the evaluation (notebook 10, ``python -m etlib.evaluation``): Tables 1-4 drawn as figures, the
 head at the 12 S6 points, the judge's valence/arousal against the targets, SyncNet's offset curves."""
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from etlib.config import S6_POINTS
 
 
 def plot_table(table, ax=None):
-    """A :class:`etlib.evaluate.Table` as a matplotlib table (the markdown cells, without the backends)."""
-    from etlib.evaluate import _digits, format_value
+    """A :class:`etlib.evaluation.paper_tables.Table` as a matplotlib table (its formatted cells, ``table.cells()``:
+    the markdown cells without the backends)."""
     from etlib.viz.core import show_table
 
-    columns = [(h, keys) for h, keys in table.columns if h != "Backends"]
-    rows = [{h: "/".join(format_value(r.get(k), _digits(k)) for k in keys) for h, keys in columns} for r in table.rows]
-    return show_table(rows, [h for h, _ in columns], ax=ax, title=table.title)
+    headers, rows = table.cells()
+    return show_table(rows, headers, ax=ax, title=table.title)
 
 
 def show_reconstructions(result1: dict, n: int = 4, axes=None):

@@ -164,7 +164,7 @@ def show_emotion_grid(model, data, i: int, points, axes=None, zoom: bool = True)
 
 
 def plot_lip_motion(trace: dict, ax=None):
-    """``etlib.train.evaluate.lip_motion``: the lower lip's motion from ``f_F`` over the frames, beside the true
+    """``etlib.train.run_metrics.lip_motion``: the lower lip's motion from ``f_F`` over the frames, beside the true
     mouth opening (both in pixels, the motion centred)."""
     import matplotlib.pyplot as plt
 
@@ -182,7 +182,7 @@ def plot_lip_motion(trace: dict, ax=None):
 
 
 def plot_emotion_visibility(report: dict, sheet: np.ndarray):
-    """The contact sheet of :func:`etlib.emotion_visibility.contact_sheet` (targets above, renders below) and, per S6
+    """The contact sheet of :func:`etlib.evaluation.emotion_visibility.contact_sheet` (targets above, renders below) and, per S6
     point, how much the targets and the renders change the face (grey levels) with the landmark-motion cosine."""
     import matplotlib.pyplot as plt
 

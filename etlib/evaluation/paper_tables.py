@@ -1,6 +1,6 @@
 """The paper's evaluation (Sec. 4, S6): Tables 1-4 for a trained run, with the backend behind every number.
 
-    python -m etlib.evaluate --subject DIR --run RUN --out OUT [--emotion-subject DIR] \
+    python -m etlib.evaluation --subject DIR --run RUN --out OUT [--emotion-subject DIR] \
         [--ablation-runs no_normal_loss=RUN2 ...] [--audio speech.wav ...] [--syncnet syncnet.pt]
 
 * Table 1, self-reconstruction (test split, its own audio, AUs and V/A): PSNR, SSIM, LPIPS, LMD,
@@ -341,7 +341,7 @@ def render_driven(
 
     Returns (T, H, W, 3) float frames in [0, 1] and the (T, 68, 2) tracked landmarks of the pose frames.
     """
-    from etlib.train.evaluate import render_frame
+    from etlib.train.run_metrics import render_frame
 
     feats = data.features_for(audio, SAMPLE_RATE, FPS)
     n = len(feats) if va is None else len(va)
@@ -391,7 +391,7 @@ def self_reconstruction(
     OpenFace runs on both in the paper)."""
     from etlib.io import read_audio
     from etlib.metrics import fps, lmd, psnr, ssim
-    from etlib.train.evaluate import detect_landmarks, render_frame
+    from etlib.train.run_metrics import detect_landmarks, render_frame
 
     ids = list(data.test_ids if ids is None else ids)
     if np.any(np.diff(ids) != 1):
@@ -472,7 +472,7 @@ def au_baseline_conditions(
     with the subject's neutral (:func:`au_from_landmarks`); returns (P, 7) ``cond.au`` (upper-face AUs / 5)
     averaged over the sources, and the generated images (for figures)."""
     from etlib.emoface.offline import OfflineEmotionGenerator
-    from etlib.train.evaluate import detect_landmarks
+    from etlib.train.run_metrics import detect_landmarks
 
     generator = generator or OfflineEmotionGenerator()
     neutral = neutral_reference(data.landmarks[data.train_ids])
@@ -508,8 +508,8 @@ def emotion_conditioned(
     each of the 12 S6 points for ``frames_per_point`` frames; rows "Ours" (V/A to the emotion branch) and
     "AU baseline" (emotion branch off, AUs of the offline generator's images; skipped without ``au_baseline``).
     With ``emotion_subject``,
-    PSNR against that ground-truth emotion clip (:func:`etlib.train.evaluate.evaluate_emotion_clip`)."""
-    from etlib.train.evaluate import evaluate_emotion_clip
+    PSNR against that ground-truth emotion clip (:func:`etlib.train.run_metrics.evaluate_emotion_clip`)."""
+    from etlib.train.run_metrics import evaluate_emotion_clip
 
     va, labels = s6_schedule(frames_per_point)
     n = len(va)
@@ -648,6 +648,15 @@ class Table:
     columns: list[tuple[str, tuple[str, ...]]]
     rows: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
+
+    def cells(self, skip: tuple[str, ...] = ("Backends",)) -> tuple[list[str], list[dict[str, str]]]:
+        """Headers and rows of formatted cells (the markdown cells), without the ``skip`` columns: what a
+        figure of the table shows."""
+        columns = [(h, keys) for h, keys in self.columns if h not in skip]
+        rows = [
+            {h: "/".join(format_value(r.get(k), _digits(k)) for k in keys) for h, keys in columns} for r in self.rows
+        ]
+        return [h for h, _ in columns], rows
 
 
 def _is_reason(value: Any) -> bool:
@@ -908,7 +917,7 @@ def _parse_runs(items: Sequence[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None, print_fn: Callable[[str], None] = print) -> int:
-    parser = argparse.ArgumentParser(prog="python -m etlib.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m etlib.evaluation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--subject", required=True, help="the processed subject the run was trained on")
     parser.add_argument("--run", required=True, help="a training run folder (etlib.train)")
     parser.add_argument("--out", required=True, help="where tables.md, table{1..4}.csv, report.json and plots go")

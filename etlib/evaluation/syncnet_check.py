@@ -1,6 +1,6 @@
 """The speech side of a subject (Sec. 3.3.2, Eq. 9): an offline SyncNet and the curated TTS audio, checked.
 
-``python -m etlib.audio.evaluate --subject DIR --out OUT [--preset quick] [--iterations N]``
+``python -m etlib.evaluation.syncnet_check --subject DIR --out OUT [--preset quick] [--iterations N]``
 
 1. Trains (or resumes from ``OUT/syncnet.pt``) a SyncNet on the subject's *training* frames less their last
    ``--holdout-seconds`` (8 s): lower-half mouth crops cut around the landmarks, the log-mel audio of the same
@@ -616,7 +616,9 @@ def evaluate_subject(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m etlib.audio.evaluate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m etlib.evaluation.syncnet_check", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--subject", required=True, help="a processed subject folder (python -m etlib.preprocess)")
     parser.add_argument("--out", required=True, help="output folder: syncnet.pt, report.json, tts/*.wav")
     parser.add_argument("--preset", default="quick", choices=sorted(PRESET_SYNCNET))

@@ -1,6 +1,6 @@
-"""The emotional-face stage checked on a processed subject (Sec. 3.3.1, S4.1, S6; issue #6).
+"""The emotional-face stage checked on a processed subject (Sec. 3.3.1, S4.1, S6).
 
-``python -m etlib.emoface.evaluate --subject DIR --out OUT [--preset quick|smoke] [--frames N]``
+``python -m etlib.evaluation.generator_check --subject DIR --out OUT [--preset quick|smoke] [--frames N]``
 
 On ``N`` source frames spread over the subject's video (``frames/`` and ``landmarks.npy`` of a processed
 subject, at the preset's resolution), for each of the 12 valence/arousal points of S6
@@ -401,10 +401,8 @@ def evaluate_subject(
 
 def write_figures(out: Path, generator, source: SourceFrames, rows: Sequence, judged: dict[str, Any]) -> None:
     """``fig_s4.png`` (Fig. S4 on the first source frame at :data:`FIG_S4_POINTS`) and ``fig2_rows.png``
-    (Fig. 2: the first source frame at every S6 point, with the judge's V/A)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    (Fig. 2: the first source frame at every S6 point, with the judge's V/A). Figures are closed once saved; with
+    no display matplotlib draws off-screen by itself, so the backend of a notebook that calls this is left alone."""
     import matplotlib.pyplot as plt
 
     from etlib.viz.emotion import plot_cloning_rows, plot_s6_rows
@@ -422,7 +420,9 @@ def write_figures(out: Path, generator, source: SourceFrames, rows: Sequence, ju
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m etlib.emoface.evaluate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m etlib.evaluation.generator_check", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--subject", required=True, help="a processed subject folder (python -m etlib.preprocess)")
     parser.add_argument("--out", required=True, help="output folder: report.json, fig_s4.png, fig2_rows.png")
     parser.add_argument("--preset", default="quick", choices=[p for p in PRESETS if p in PRESET_FRAMES])

@@ -129,7 +129,7 @@ def add_renders(images: VisibilityImages, model, data, points=S6_POINTS, progres
     """Render every frame at every point and at ``(0, 0)`` (composite of Eq. S10, the frame's own speech)."""
     from tqdm.auto import tqdm
 
-    from etlib.train.evaluate import render_frame
+    from etlib.train.run_metrics import render_frame
 
     def to_uint8(x: np.ndarray) -> np.ndarray:
         return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
@@ -179,7 +179,7 @@ def measure(
     """The figures of the module docstring from :func:`make_targets` (+ :func:`add_renders`) images; with an
     ``identity`` descriptor also how far each target's descriptor lies from its source's (the person must stay)."""
     from etlib.emoface.scoring import judge_va
-    from etlib.train.evaluate import detect_landmarks
+    from etlib.train.run_metrics import detect_landmarks
 
     n_frames, n_points = images.targets.shape[:2]
     labels = [f"{label} ({v:+.2f}, {a:+.2f})" for v, a, label in points]

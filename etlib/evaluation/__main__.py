@@ -1,0 +1,7 @@
+"""``python -m etlib.evaluation``: the paper's Tables 1-4 (:func:`etlib.evaluation.paper_tables.main`)."""
+
+import sys
+
+from etlib.evaluation.paper_tables import main
+
+sys.exit(main())
