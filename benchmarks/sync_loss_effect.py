@@ -39,8 +39,8 @@ def train_variant(subject: Path, run: Path, name: str, preset: str, syncnet: Pat
 def sync_of_run(run: Path, subject: Path, syncnet, sentences) -> dict:
     """Sync-E/C and AV offset of ``run`` speaking each sentence (espeak-ng), and their means."""
     from etlib.audio.tts import synthesize
-    from etlib.base import SAMPLE_RATE
-    from etlib.evaluation.paper_tables import clip_sync, render_driven, to_uint8
+    from etlib.base import SAMPLE_RATE, to_uint8
+    from etlib.evaluation.paper_tables import clip_sync, render_driven
     from etlib.train.data import SubjectFrames
     from etlib.train.trainer import load_model
 

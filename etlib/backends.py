@@ -222,13 +222,10 @@ def _choose_face_generator() -> Choice:
 
 
 def _choose_lpips() -> Choice:
-    if not _importable("lpips"):
-        return Choice("lpips", "none", "the lpips package is not installed", False, available=False)
-    if not _importable("torchvision"):
-        return Choice("lpips", "none", "torchvision is not installed (LPIPS needs its AlexNet)", False, False)
-    if not _weights_present("lpips_alexnet"):
-        return Choice("lpips", "none", _missing("lpips_alexnet"), False, available=False)
-    return Choice("lpips", "LPIPS (AlexNet)", "lpips, torchvision and weights present", True)
+    from etlib.metrics.image import lpips_status  # the one availability check of the LPIPS metric and loss
+
+    ok, reason = lpips_status()
+    return Choice("lpips", "LPIPS (AlexNet)" if ok else "none", reason, ok, available=ok)
 
 
 _CHOOSERS = {

@@ -43,6 +43,35 @@ LANDMARK_GROUPS: dict[str, tuple[int, ...]] = {
     "mouth": LIP_POINTS,
 }
 
+
+def face_box(
+    landmarks: np.ndarray | None = None, bbox: tuple[float, float, float, float] | None = None, margin: float = 0.2
+) -> tuple[float, float, float, float] | np.ndarray:
+    """A square box ``(x0, y0, x1, y1)`` around a face, ``margin`` of its size added on every side.
+
+    Give either landmarks ``[..., N, 2]`` (x, y; leading axes give one box each, ``[..., 4]``) or a box
+    ``(x0, y0, x1, y1)``. The square's side is ``(1 + 2 * margin) * max(width, height)``, centred on the extent.
+    68 landmarks span jaw to brows, so the margin is also what brings in the forehead.
+    """
+    if (landmarks is None) == (bbox is None):
+        raise ValueError("give exactly one of landmarks [68, 2] or bbox (x0, y0, x1, y1)")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    if landmarks is not None:
+        pts = np.asarray(landmarks, dtype=np.float64)
+        if pts.ndim < 2 or pts.shape[-1] != 2 or pts.shape[-2] == 0:
+            raise ValueError(f"landmarks must be [..., N, 2] (x, y), got {pts.shape}")
+        lo, hi = pts.min(axis=-2), pts.max(axis=-2)
+    else:
+        lo, hi = np.array(bbox[:2], np.float64), np.array(bbox[2:], np.float64)
+    if np.any(hi <= lo):
+        raise ValueError(f"empty face box {np.concatenate([lo, hi], axis=-1).tolist()}")
+    half = 0.5 * (1 + 2 * margin) * (hi - lo).max(axis=-1, keepdims=True)
+    centre = 0.5 * (lo + hi)
+    box = np.concatenate([centre - half, centre + half], axis=-1)
+    return tuple(float(v) for v in box) if box.ndim == 1 else box
+
+
 # ----------------------------------------------------------------------------------------------
 # Crash-safe writes: a file is complete or absent, never half written (runs resume from what is on disk)
 # ----------------------------------------------------------------------------------------------
@@ -93,6 +122,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Float images in [0, 1] (any shape) as uint8, rounded; values outside [0, 1] are clipped."""
+    return (np.clip(np.asarray(images), 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -98,32 +98,10 @@ class LPIPSLoss(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        from etlib.backends import choose
+        from etlib.metrics.image import load_lpips_network, lpips_status
 
-        choice = choose("lpips")
-        self.available, self.reason, self._net = choice.available, choice.reason, None
-        if self.available:
-            import lpips
-
-            from etlib import weights
-
-            # A random backbone (no torchvision download), then our verified AlexNet features: lpips keeps
-            # torchvision's layer indices inside its slices (slice1.0 = features.0, slice2.3 = features.3 ...).
-            net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
-            backbone = torch.load(weights.ensure("lpips_alexnet"), map_location="cpu")
-            mapped = {
-                f"{slice_name}.{idx}.{kind}": backbone[f"features.{idx}.{kind}"]
-                for slice_name, block in net.net.named_children()
-                for idx, _ in block.named_children()
-                for kind in ("weight", "bias")
-                if f"features.{idx}.{kind}" in backbone
-            }
-            missing = net.net.load_state_dict(mapped, strict=False).missing_keys
-            if missing:
-                raise RuntimeError(f"AlexNet weights do not fit lpips' backbone: missing {missing}")
-            heads = torch.load(weights.ensure("lpips_alex_linear"), map_location="cpu")
-            net.load_state_dict(heads, strict=False)
-            self._net = net.eval().requires_grad_(False)
+        self.available, self.reason = lpips_status()
+        self._net = load_lpips_network() if self.available else None
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         if not self.available:

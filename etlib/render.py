@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from etlib.base import FPS, SAMPLE_RATE
+from etlib.base import FPS, SAMPLE_RATE, to_uint8
 from etlib.encoders import reuse_encodings
 
 VAPath = Callable[[float], tuple[float, float]]
@@ -69,20 +69,38 @@ def parse_va(spec: str) -> VAPath:
         ) from None
 
 
-def render_frames(model, data, audio: np.ndarray, va_path: VAPath, progress: bool = True, emotion: bool = True):
-    """Yield (H, W, 3) uint8 frames driven by 16 kHz ``audio`` and ``va_path``."""
+def render_frames(
+    model,
+    data,
+    audio: np.ndarray,
+    va_path: VAPath | np.ndarray | None,
+    progress: bool = True,
+    emotion: bool = True,
+    *,
+    au: np.ndarray | None = None,
+    n_frames: int | None = None,
+    desc: str = "render",
+):
+    """Yield (H, W, 3) uint8 frames of the head saying 16 kHz ``audio``: the one render loop of every driver
+    (videos, widgets' clips, the tables' clips). Poses and backgrounds loop over the training frames; valence/arousal
+    come from ``va_path`` (a function of the time in seconds, a (T, 2) array, or None for each pose frame's own);
+    ``au`` (T, 7) overrides the action units; ``n_frames`` defaults to the audio's length (the audio window holds
+    its last frame beyond it). Each frame is :func:`etlib.train.run_metrics.render_frame`."""
+    from etlib.train.run_metrics import render_frame
+
     feats = data.features_for(audio, SAMPLE_RATE, FPS)
+    n = len(feats) if n_frames is None else int(n_frames)
     ids = data.train_ids
     model.eval()
     with reuse_encodings(model):  # the canonical Gaussians' H(mu) is the same in every frame
-        for t in tqdm(range(len(feats)), desc="render", unit="frame", disable=not progress):
+        for t in tqdm(range(n), desc=desc, unit="frame", disable=not progress):
             i = ids[t % len(ids)]
-            v, a = va_path(t / FPS)
-            cond = data.condition(i, va=np.array([v, a], np.float32), audio=feats, audio_index=t)
-            background = torch.from_numpy(data.subject.read_bg(i).astype(np.float32) / 255.0)
-            with torch.no_grad():
-                image = model(data.camera(i), cond, background, emotion=emotion).image
-            yield (image.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+            va = None if va_path is None else (va_path(t / FPS) if callable(va_path) else va_path[t])
+            va = None if va is None else np.asarray(va, np.float32)
+            cond = data.condition(i, va=va, audio=feats, audio_index=min(t, len(feats) - 1))
+            if au is not None:
+                cond.au = torch.as_tensor(au[t], dtype=torch.float32)
+            yield to_uint8(render_frame(model, data, i, cond, emotion=emotion))
 
 
 def render_video(

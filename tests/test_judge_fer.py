@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from etlib.base import face_box
 from etlib.config import S6_POINTS
 from etlib.emoface.fer_xception import (
     FER_CLASSES,
@@ -28,7 +29,6 @@ from etlib.emoface.judge import (
     circumplex_table,
     crop_face,
     crop_face_tensor,
-    face_box,
     get_judge,
     probs_to_valence_arousal,
 )
@@ -279,6 +279,8 @@ def test_face_box_is_square_centred_and_margined():
     assert ((x0 + x1) / 2, (y0 + y1) / 2) == pytest.approx((30, 30))
     landmarks = np.array([[10.0, 20.0], [50.0, 40.0], [30.0, 30.0]])
     assert face_box(landmarks=landmarks, margin=0.25) == pytest.approx((x0, y0, x1, y1))
+    batched = face_box(np.stack([landmarks, landmarks + 5.0]), margin=0.25)  # one box per leading index
+    assert batched.shape == (2, 4) and batched[1] == pytest.approx(np.array([x0, y0, x1, y1]) + 5.0)
     with pytest.raises(ValueError, match="exactly one"):
         face_box()
     with pytest.raises(ValueError, match="empty"):

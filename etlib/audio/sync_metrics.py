@@ -31,6 +31,7 @@ from torch.nn import functional as F
 from etlib.audio.features import mel_windows, syncnet_mfcc
 from etlib.audio.syncnet import FRAMES_PER_WINDOW, SyncNet, stack_windows, to_bgr_chw, valid_window_starts
 from etlib.audio.syncnet_v2 import SyncNetV2
+from etlib.base import face_box
 
 
 @dataclass(frozen=True)
@@ -142,14 +143,12 @@ def sync_loss(image_embeddings: torch.Tensor, audio_embeddings: torch.Tensor) ->
 
 def face_box_from_landmarks(landmarks: np.ndarray | torch.Tensor, margin: float = 0.1) -> torch.Tensor:
     """Square face boxes ``(..., 4)`` = ``(x0, y0, x1, y1)`` in pixels around 68-point landmarks
-    ``(..., 68, 2)`` (x, y), enlarged by ``margin`` of the side; the lower half holds the mouth."""
-    pts = torch.as_tensor(landmarks, dtype=torch.float32)
-    if pts.ndim < 2 or pts.shape[-1] != 2:
-        raise ValueError(f"landmarks must be (..., n_points, 2), got {tuple(pts.shape)}")
-    lo, hi = pts.amin(dim=-2), pts.amax(dim=-2)
-    centre = (lo + hi) / 2
-    half = (hi - lo).amax(dim=-1, keepdim=True) * (1 + margin) / 2
-    return torch.cat([centre - half, centre + half], dim=-1)
+    ``(..., 68, 2)`` (x, y), the side enlarged by ``margin`` in all (:func:`etlib.base.face_box` with half the
+    margin a side); the lower half holds the mouth."""
+    if torch.is_tensor(landmarks):
+        landmarks = landmarks.detach().cpu().numpy()
+    box = face_box(np.asarray(landmarks, np.float64), margin=margin / 2)
+    return torch.as_tensor(np.asarray(box), dtype=torch.float32)
 
 
 def lower_half_crops(

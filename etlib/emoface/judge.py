@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from etlib.base import face_box
 from etlib.emoface.emonet import EMONET_CLASSES_8, EMONET_INPUT_SIZE, EmoNet, load_emonet
 from etlib.emoface.fer_xception import FER_CLASSES, MiniXception, load_fer_xception, preprocess
 
@@ -219,34 +220,6 @@ def get_judge(prefer: str = "auto", device: str | torch.device = "cpu") -> Emoti
 # ----------------------------------------------------------------------------------------------
 # Face crops for the judge
 # ----------------------------------------------------------------------------------------------
-
-
-def face_box(
-    landmarks: np.ndarray | None = None, bbox: tuple[float, float, float, float] | None = None, margin: float = 0.2
-) -> tuple[float, float, float, float]:
-    """A square box ``(x0, y0, x1, y1)`` around a face, ``margin`` of its size added on every side.
-
-    Give either 68 landmarks ``[68, 2]`` (x, y) or a box ``(x0, y0, x1, y1)``. The square's side is
-    ``(1 + 2 * margin) * max(width, height)``, centred on the landmarks' (or box's) extent. Landmarks
-    span jaw to brows, so the margin is also what brings in the forehead.
-    """
-    if (landmarks is None) == (bbox is None):
-        raise ValueError("give exactly one of landmarks [68, 2] or bbox (x0, y0, x1, y1)")
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
-    if landmarks is not None:
-        pts = np.asarray(landmarks, dtype=np.float64)
-        if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0:
-            raise ValueError(f"landmarks must be [N, 2] (x, y), got {pts.shape}")
-        x0, y0 = pts.min(axis=0)
-        x1, y1 = pts.max(axis=0)
-    else:
-        x0, y0, x1, y1 = (float(v) for v in bbox)
-    if x1 <= x0 or y1 <= y0:
-        raise ValueError(f"empty face box ({x0}, {y0}, {x1}, {y1})")
-    half = 0.5 * (1 + 2 * margin) * max(x1 - x0, y1 - y0)
-    cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
-    return cx - half, cy - half, cx + half, cy + half
 
 
 def crop_face(

@@ -226,8 +226,9 @@ def lip_corner_field(
     return np.where((s < 0)[..., None], weight * right, weight * left).astype(np.float32)
 
 
-def _face_box(landmarks68: np.ndarray, shape: tuple[int, int], margin: float) -> tuple[int, int, int, int]:
-    """Integer box ``(x0, y0, x1, y1)`` around the landmarks, ``margin`` of the face size on each side, in the image."""
+def _warp_region(landmarks68: np.ndarray, shape: tuple[int, int], margin: float) -> tuple[int, int, int, int]:
+    """Where the warp may move pixels: the integer box ``(x0, y0, x1, y1)`` around the landmarks, ``margin`` of the
+    face size on each side, clipped to the image (not square: the ring of pinned points follows its border)."""
     lo, hi = landmarks68.min(axis=0), landmarks68.max(axis=0)
     pad = margin * float((hi - lo).max())
     height, width = shape
@@ -377,7 +378,7 @@ class OfflineEmotionGenerator:
         aus = va_to_aus(valence, arousal)
         delta, delta_cheeks = landmark_motion(lm, aus, self.gain)
 
-        box = _face_box(lm, shape, self.margin)
+        box = _warp_region(lm, shape, self.margin)
         brows = list(BROW_RIGHT + BROW_LEFT)
         x_axis, y_axis, d = face_frame(lm)
         # The brow is a band and its landmarks run along its middle: points a brow's half-width below them move

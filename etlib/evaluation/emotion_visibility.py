@@ -129,10 +129,8 @@ def add_renders(images: VisibilityImages, model, data, points=S6_POINTS, progres
     """Render every frame at every point and at ``(0, 0)`` (composite of Eq. S10, the frame's own speech)."""
     from tqdm.auto import tqdm
 
+    from etlib.base import to_uint8
     from etlib.train.run_metrics import render_frame
-
-    def to_uint8(x: np.ndarray) -> np.ndarray:
-        return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
 
     renders, neutral = [], []
     for i in tqdm(images.frame_ids, desc="render S6 points", disable=not progress):

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from etlib.base import FPS, SAMPLE_RATE
+from etlib.base import FPS, SAMPLE_RATE, to_uint8
 from etlib.config import S6_POINTS
 from etlib.preprocess.action_units import AU_NAMES, UPPER_FACE_AUS, au_from_landmarks, neutral_reference
 from etlib.talking.model import Ablation
@@ -321,11 +321,6 @@ def audio_of_frames(audio: np.ndarray, first: int, n: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 
 
-def to_uint8(images: Sequence[np.ndarray]) -> np.ndarray:
-    """Stack float frames in [0, 1] into (T, H, W, 3) uint8 (what SyncNet crops and the judge read)."""
-    return (np.clip(np.stack(images), 0, 1) * 255).round().astype(np.uint8)
-
-
 def render_driven(
     model,
     data,
@@ -336,24 +331,19 @@ def render_driven(
     progress: bool = False,
     desc: str = "render",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Render a clip driven by new 16 kHz ``audio`` (as :mod:`etlib.render`: poses and backgrounds loop over
-    the training frames), per-frame ``va`` (T, 2) and optional ``au`` (T, 7) overrides of ``cond.au``.
+    """A clip driven by new 16 kHz ``audio``, per-frame ``va`` (T, 2) (default: each pose frame's own) and optional
+    ``au`` (T, 7) overrides of ``cond.au``, rendered by :func:`etlib.render.render_frames` (poses and backgrounds
+    loop over the training frames).
 
-    Returns (T, H, W, 3) float frames in [0, 1] and the (T, 68, 2) tracked landmarks of the pose frames.
+    Returns (T, H, W, 3) float frames in [0, 1] (the video's 8-bit values) and the (T, 68, 2) tracked landmarks of
+    the pose frames.
     """
-    from etlib.train.run_metrics import render_frame
+    from etlib.render import render_frames
 
-    feats = data.features_for(audio, SAMPLE_RATE, FPS)
-    n = len(feats) if va is None else len(va)
+    n = len(data.features_for(audio, SAMPLE_RATE, FPS)) if va is None else len(va)
+    frames = render_frames(model, data, audio, va, progress, emotion, au=au, n_frames=n, desc=desc)
     ids = [data.train_ids[t % len(data.train_ids)] for t in range(n)]
-    frames = []
-    for t in tqdm(range(n), desc=desc, disable=not progress):
-        i = ids[t]
-        cond = data.condition(i, va=None if va is None else va[t], audio=feats, audio_index=min(t, len(feats) - 1))
-        if au is not None:
-            cond.au = torch.as_tensor(au[t], dtype=torch.float32)
-        frames.append(render_frame(model, data, i, cond, emotion=emotion))
-    return np.stack(frames), data.landmarks[ids]
+    return np.stack([f.astype(np.float32) / 255.0 for f in frames]), data.landmarks[ids]
 
 
 def judge_frames(judge, frames: np.ndarray, landmarks: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:

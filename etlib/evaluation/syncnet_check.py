@@ -55,6 +55,7 @@ from etlib.audio.syncnet import (
     train_syncnet,
 )
 from etlib.base import SAMPLE_RATE, json_default
+from etlib.io import read_audio
 from etlib.preprocess import SubjectDir
 
 WINDOW_SECONDS = 2.0  # held-out windows
@@ -89,17 +90,6 @@ class SubjectClip:
     split: dict[str, list[int]]
 
 
-def read_wave(path: str | Path) -> np.ndarray:
-    """A 16 kHz mono wav as float32 in [-1, 1]."""
-    from scipy.io import wavfile
-
-    sr, wave = wavfile.read(str(path))
-    if sr != SAMPLE_RATE:
-        raise ValueError(f"{path} is {sr} Hz; the subject's audio must be {SAMPLE_RATE} Hz (re-run etlib.preprocess)")
-    wave = wave.mean(axis=1) if wave.ndim == 2 else wave
-    return (wave.astype(np.float32) / 32768.0) if wave.dtype == np.int16 else wave.astype(np.float32)
-
-
 def load_subject_clip(subject: str | Path | SubjectDir, face_hw: tuple[int, int]) -> SubjectClip:
     """Read frames, landmarks, audio and split of a processed subject; cut ``face_hw`` mouth crops."""
     s = subject if isinstance(subject, SubjectDir) else SubjectDir(subject)
@@ -113,7 +103,7 @@ def load_subject_clip(subject: str | Path | SubjectDir, face_hw: tuple[int, int]
     frames = np.stack([s.read_frame(i) for i in range(n)])
     crops = mouth_crops(frames, landmarks[:n], out_hw=tuple(face_hw))
     fps = float(s.meta().get("fps", 25.0))
-    return SubjectClip(s.root.resolve().name, crops, read_wave(s.audio), fps, s.read_split())
+    return SubjectClip(s.root.resolve().name, crops, read_audio(s.audio, SAMPLE_RATE), fps, s.read_split())
 
 
 def _contiguous(indices: list[int], what: str) -> tuple[int, int]:

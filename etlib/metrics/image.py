@@ -112,6 +112,42 @@ def lpips_status() -> tuple[bool, str]:
     return True, "LPIPS (AlexNet, lpips v0.1) available"
 
 
+def load_lpips_network(device: str | torch.device = "cpu"):
+    """The LPIPS network (AlexNet backbone, lpips v0.1 linear heads) from the weights cache, frozen: the one
+    loader behind the metric (:class:`LPIPSMetric`) and the loss (:class:`etlib.losses.LPIPSLoss`). Raises
+    :class:`MetricUnavailable` with :func:`lpips_status`'s reason when it cannot run here."""
+    ok, reason = lpips_status()
+    if not ok:
+        raise MetricUnavailable(reason)
+    import lpips
+
+    from etlib.weights import ensure
+
+    # pnet_rand=True: build AlexNet without torchvision's download; its ImageNet weights come from the cache.
+    model = lpips.LPIPS(
+        net="alex",
+        version="0.1",
+        pretrained=True,
+        pnet_rand=True,
+        verbose=False,
+        model_path=str(ensure("lpips_alex_linear")),
+    )
+    backbone = torch.load(ensure("lpips_alexnet"), map_location="cpu", weights_only=True)
+    slices = [getattr(model.net, f"slice{i}") for i in range(1, 6)]
+    loaded = 0
+    for key, value in backbone.items():
+        parts = key.split(".")
+        if parts[0] != "features":
+            continue  # the classifier head is not part of LPIPS
+        for block in slices:
+            if hasattr(block, parts[1]):
+                getattr(getattr(block, parts[1]), parts[2]).data.copy_(value)
+                loaded += 1
+    if loaded != 10:  # AlexNet has 5 conv layers: 5 weights + 5 biases
+        raise MetricUnavailable(f"LPIPS unavailable: loaded {loaded} of AlexNet's 10 conv tensors from lpips_alexnet")
+    return model.eval().requires_grad_(False).to(device)
+
+
 class LPIPSMetric:
     """LPIPS [72] with the AlexNet backbone (lpips v0.1 linear heads), the variant the paper reports.
 
@@ -124,38 +160,7 @@ class LPIPSMetric:
     name = "LPIPS (AlexNet, v0.1)"
 
     def __init__(self, device: str | torch.device = "cpu"):
-        ok, reason = lpips_status()
-        if not ok:
-            raise MetricUnavailable(reason)
-        import lpips
-
-        from etlib.weights import ensure
-
-        # pnet_rand=True: build AlexNet without torchvision's download; its ImageNet weights come from the cache.
-        model = lpips.LPIPS(
-            net="alex",
-            version="0.1",
-            pretrained=True,
-            pnet_rand=True,
-            verbose=False,
-            model_path=str(ensure("lpips_alex_linear")),
-        )
-        backbone = torch.load(ensure("lpips_alexnet"), map_location="cpu", weights_only=True)
-        slices = [getattr(model.net, f"slice{i}") for i in range(1, 6)]
-        loaded = 0
-        for key, value in backbone.items():
-            parts = key.split(".")
-            if parts[0] != "features":
-                continue  # the classifier head is not part of LPIPS
-            for block in slices:
-                if hasattr(block, parts[1]):
-                    getattr(getattr(block, parts[1]), parts[2]).data.copy_(value)
-                    loaded += 1
-        if loaded != 10:  # AlexNet has 5 conv layers: 5 weights + 5 biases
-            raise MetricUnavailable(
-                f"LPIPS unavailable: loaded {loaded} of AlexNet's 10 conv tensors from lpips_alexnet"
-            )
-        self.model = model.eval().requires_grad_(False).to(device)
+        self.model = load_lpips_network(device)
         self.device = torch.device(device)
 
     @torch.no_grad()

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from etlib.base import LIP_POINTS
+from etlib.base import LIP_POINTS, face_box
 from etlib.config import GENERATOR, S6_POINTS, GeneratorWeights
 from etlib.emoface.cloning import CloningRow, compose_emotional_face
 from etlib.emoface.expression import AU_DESCRIPTIONS, AU_NAMES, expression_weights, va_to_aus
-from etlib.emoface.judge import crop_face, face_box
+from etlib.emoface.judge import crop_face
 from etlib.emoface.offline import (
     GeneratedFace,
     face_frame,

@@ -138,13 +138,13 @@ def show_emotion_grid(model, data, i: int, points, axes=None, zoom: bool = True)
     each render to the face (its landmarks' box grown by 40 %), where an expression is a few pixels."""
     import matplotlib.pyplot as plt
 
+    from etlib.base import face_box
+
     rows_cols = (slice(None), slice(None))
     if zoom:
-        lm = np.asarray(data.landmarks[i], np.float64)
-        centre, half = (lm.min(0) + lm.max(0)) / 2, 0.7 * float((lm.max(0) - lm.min(0)).max())
-        lo = np.maximum(np.floor(centre - half), 0).astype(int)
-        hi = np.minimum(np.ceil(centre + half), data.resolution).astype(int)
-        rows_cols = (slice(lo[1], hi[1]), slice(lo[0], hi[0]))
+        x0, y0, x1, y1 = face_box(data.landmarks[i], margin=0.2)
+        size = data.resolution
+        rows_cols = (slice(max(int(y0), 0), min(int(y1) + 1, size)), slice(max(int(x0), 0), min(int(x1) + 1, size)))
 
     n = len(points)
     cols = min(6, n)
