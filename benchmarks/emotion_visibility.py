@@ -4,7 +4,7 @@
     python benchmarks/emotion_visibility.py --video CLIP.mp4 --work /tmp/clip --out /tmp/clip/visibility
 
 With ``--video`` the clip is preprocessed and trained in the preset first (both resume, so a second call only
-measures). Writes ``OUT/emotion_visibility.json`` (every figure, the judge and generator that produced them) and
+measures; no SyncNet is trained for it, so L_sync is off, as in ``python -m etlib.train`` without ``--syncnet``). Writes ``OUT/emotion_visibility.json`` (every figure, the judge and generator that produced them) and
 ``OUT/contact_sheet.png`` (the frame and its 12 targets above, the render at (0, 0) and the 12 renders below).
 Printed: the headline figures next to the goals of the emotion-visibility issue.
 """
