@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from etlib.audio.syncnet import PRESET_SYNCNET, train_syncnet
+from etlib.audio.syncnet import train_syncnet
 from etlib.config import get_preset
 
 
@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    config = PRESET_SYNCNET[args.preset]
+    config = get_preset(args.preset).syncnet
     if args.width is not None:
         config = dataclasses.replace(config, width=args.width)
     rng = np.random.default_rng(0)

@@ -160,6 +160,59 @@ class HashGridSettings:
 
 
 @dataclass(frozen=True)
+class SyncNetConfig:
+    """Sizes of a SyncNet (Eq. 9). The defaults are Wav2Lip's lip-sync expert (96 x 96 faces)."""
+
+    face_hw: tuple[int, int] = (48, 96)  # (height, width) of the lower-half crop
+    width: float = 1.0  # channel multiplier of the hidden layers
+    embed_dim: int = 512
+    arch: str = "wav2lip"  # "wav2lip": raw BGR input, Wav2Lip's layers; "compact": see etlib.audio.syncnet
+
+    @property
+    def is_wav2lip(self) -> bool:
+        return (
+            self.arch == "wav2lip" and tuple(self.face_hw) == (48, 96) and self.width == 1.0 and self.embed_dim == 512
+        )
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How much of each scenario of Tables 1-4 to render (CPU time grows with every number here).
+
+    ``max_test_frames`` caps Table 1 at the first N test frames (a contiguous block, so SyncNet windows stay
+    whole; None: the whole test split); ``tts_sentences`` S5 sentences make Table 2; ``frames_per_point``
+    frames at each of the 12 S6 points make one continuous Table 3 clip; ``au_sources`` training frames feed
+    the offline generator for the AU baseline; ``emotion_clip_frames`` frames of ``--emotion-subject``;
+    ``max_audio_seconds`` trims each Table 2 clip (None: whole sentences).
+    """
+
+    max_test_frames: int | None = None
+    tts_sentences: int = 10
+    frames_per_point: int = 25
+    au_sources: int = 5
+    emotion_clip_frames: int = 200
+    fps_iters: int = 50
+    max_audio_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class DemoSizes:
+    """Sizes of the notebooks' demonstrations (not of the model): the splatting fit of notebook 02 and the
+    g_LEF training demo of notebook 03."""
+
+    splat_image: int = 128  # notebook 02: side of the fitted photo crop
+    splat_gaussians: int = 2000
+    splat_steps: int = 150
+    splat_min_psnr: float = 30.0  # what the fit must reach
+    lef_crops: int = 8  # notebook 03: face crops the tiny g_LEF trains on
+    lef_size: int = 32
+    lef_width: int = 16
+    lef_fit_steps: int = 100
+    lef_detector_steps: int = 100
+    lef_steps: int = 60
+
+
+@dataclass(frozen=True)
 class Preset:
     """Sizes of one run. ``paper`` is the paper's setting; the others shrink sizes only."""
 
@@ -195,6 +248,11 @@ class Preset:
     # The emotion stage's network learning-rate multiplier (None: ``network_lr_scale``). f_E starts from zero offsets
     # and must learn a 2-D condition from a few hundred CPU steps.
     emotion_lr_scale: float | None = None
+    # The SyncNet trained offline on the subject (``paper``: the pretrained expert's sizes, Wav2Lip's).
+    syncnet: SyncNetConfig = field(default_factory=SyncNetConfig)
+    evaluation: EvalSettings = field(default_factory=EvalSettings)  # Tables 1-4
+    generator_check_frames: int = 24  # source frames of ``python -m etlib.evaluation.generator_check``
+    demos: DemoSizes = field(default_factory=DemoSizes)
 
     def with_overrides(self, **kwargs) -> Preset:
         return dataclasses.replace(self, **kwargs)
@@ -215,6 +273,21 @@ PRESETS: dict[str, Preset] = {
         emotion_target_share=0.75,
         lip_region_l1=1.0,
         syncnet_iterations=20,
+        syncnet=SyncNetConfig(face_hw=(24, 48), width=0.25, embed_dim=64, arch="compact"),
+        evaluation=EvalSettings(
+            tts_sentences=1, frames_per_point=2, au_sources=1, emotion_clip_frames=8, fps_iters=2, max_audio_seconds=1.2
+        ),  # fmt: skip
+        generator_check_frames=2,
+        demos=DemoSizes(
+            splat_image=64,
+            splat_gaussians=300,
+            splat_steps=60,
+            splat_min_psnr=18.0,
+            lef_crops=4,
+            lef_fit_steps=10,
+            lef_detector_steps=15,
+            lef_steps=8,
+        ),  # fmt: skip
         generator_size=64,
         max_frames=60,
         checkpoint_every=10,
@@ -237,6 +310,18 @@ PRESETS: dict[str, Preset] = {
         emotion_target_share=0.75,
         lip_region_l1=1.0,
         syncnet_iterations=600,
+        # 32x64 lower-half crops at half width train 600 iterations in about 130 CPU seconds
+        syncnet=SyncNetConfig(face_hw=(32, 64), width=0.5, embed_dim=256, arch="compact"),
+        evaluation=EvalSettings(
+            max_test_frames=48,
+            tts_sentences=1,
+            frames_per_point=5,
+            au_sources=3,
+            emotion_clip_frames=12,
+            fps_iters=5,
+            max_audio_seconds=2.0,
+        ),  # fmt: skip
+        generator_check_frames=8,
         generator_size=128,
         checkpoint_every=100,
         densify_every=100,

@@ -56,3 +56,19 @@ def test_s6_points_lie_on_the_two_circles():
 def test_unknown_preset_names_the_choices():
     with pytest.raises(ValueError, match="smoke, quick, paper"):
         config.get_preset("fast")
+
+
+def test_every_size_of_a_preset_lives_in_the_preset():
+    """SyncNet, evaluation, generator-check and notebook-demo sizes come from the preset, so ``paper`` means the
+    paper's sizes everywhere (Wav2Lip's expert, the full evaluation) and ``smoke`` stays the smallest."""
+    from etlib.config import PRESETS
+
+    paper, quick, smoke = PRESETS["paper"], PRESETS["quick"], PRESETS["smoke"]
+    assert paper.syncnet.is_wav2lip and not quick.syncnet.is_wav2lip
+    assert paper.evaluation.max_test_frames is None and paper.evaluation.tts_sentences == 10
+    assert smoke.evaluation.frames_per_point < quick.evaluation.frames_per_point < paper.evaluation.frames_per_point
+    assert smoke.generator_check_frames < quick.generator_check_frames < paper.generator_check_frames
+    assert smoke.demos.splat_steps < quick.demos.splat_steps
+    assert smoke.syncnet.face_hw < quick.syncnet.face_hw < paper.syncnet.face_hw
+    small = quick.with_overrides(generator_check_frames=1)  # the one override mechanism
+    assert small.generator_check_frames == 1 and small.syncnet == quick.syncnet

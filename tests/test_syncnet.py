@@ -25,9 +25,7 @@ from etlib.audio.sync_metrics import (
 from etlib.audio.syncnet import (
     MAX_NEGATIVE_SHIFT,
     MIN_NEGATIVE_SHIFT,
-    PRESET_SYNCNET,
     SyncNet,
-    SyncNetConfig,
     cosine_bce_loss,
     freeze,
     load_lipsync_expert,
@@ -38,6 +36,7 @@ from etlib.audio.syncnet import (
     train_syncnet,
 )
 from etlib.audio.syncnet import _sample_batch as sample_batch
+from etlib.config import PRESETS, SyncNetConfig
 from etlib.weights import WeightsMissingError
 
 FPS, SR = 25, 16000
@@ -166,7 +165,9 @@ def test_default_forward_gives_unit_512d_embeddings():
     np.testing.assert_allclose(audio.norm(dim=1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("config", list(PRESET_SYNCNET.values())[:2] + [SyncNetConfig((16, 32), 0.125, 64)])
+@pytest.mark.parametrize(
+    "config", [PRESETS["smoke"].syncnet, PRESETS["quick"].syncnet, SyncNetConfig((16, 32), 0.125, 64)]
+)
 def test_small_configs_run(config):
     model = SyncNet(config).eval()
     with torch.no_grad():

@@ -112,12 +112,13 @@ def test_sync_loss_term_reaches_the_mouth_network(smoke_subject, tmp_path):
     """Eq. 9 on a 5-frame render driven by speech: finite, and its gradient reaches f_M."""
     import numpy as np
 
-    from etlib.audio.syncnet import PRESET_SYNCNET, SyncNet
+    from etlib.audio.syncnet import SyncNet
+    from etlib.config import PRESETS
     from etlib.train.sync import SyncLossTerm
 
     trainer = Trainer(smoke_subject.root, tmp_path / "run", "smoke", progress=False)
     torch.manual_seed(0)
-    syncnet = SyncNet(PRESET_SYNCNET["smoke"], name="syncnet:random-test")
+    syncnet = SyncNet(PRESETS["smoke"].syncnet, name="syncnet:random-test")
     tone = np.sin(np.linspace(0, 2000, 16000)).astype(np.float32) * 0.3
     term = SyncLossTerm(syncnet, trainer.data, [tone], every=2)
     assert term.applies(0) and not term.applies(1)
@@ -136,12 +137,13 @@ def test_sync_loss_on_cropped_renders_equals_full_renders(smoke_subject, tmp_pat
     """Rendering only the window SyncNet sees changes neither L_sync nor its gradient."""
     import numpy as np
 
-    from etlib.audio.syncnet import PRESET_SYNCNET, SyncNet
+    from etlib.audio.syncnet import SyncNet
+    from etlib.config import PRESETS
     from etlib.train.sync import SyncLossTerm
 
     trainer = Trainer(smoke_subject.root, tmp_path / "run", "smoke", progress=False)
     torch.manual_seed(0)
-    syncnet = SyncNet(PRESET_SYNCNET["smoke"], name="syncnet:random-test")
+    syncnet = SyncNet(PRESETS["smoke"].syncnet, name="syncnet:random-test")
     results = []
     for crop in (False, True):
         term = SyncLossTerm(syncnet, trainer.data, [], every=1, crop_renders=crop)

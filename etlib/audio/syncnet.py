@@ -34,6 +34,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from etlib.audio.features import MAX_ABS_VALUE, MEL_FPS, SYNC_WINDOW, mel_start
+from etlib.config import SyncNetConfig
 
 FRAMES_PER_WINDOW = 5  # video frames in one SyncNet window (0.2 s at 25 fps)
 MIN_NEGATIVE_SHIFT = 5  # frames: a negative's audio never overlaps the positive window
@@ -101,33 +102,6 @@ _COMPACT_AUDIO_LAYERS: tuple[tuple[int, int, int, int | tuple[int, int], int, bo
 _LAYERS = {"wav2lip": (_FACE_LAYERS, _AUDIO_LAYERS), "compact": (_COMPACT_FACE_LAYERS, _COMPACT_AUDIO_LAYERS)}
 
 
-@dataclass(frozen=True)
-class SyncNetConfig:
-    """Sizes of a SyncNet. The defaults are Wav2Lip's lip-sync expert (96 x 96 faces)."""
-
-    face_hw: tuple[int, int] = (48, 96)  # (height, width) of the lower-half crop
-    width: float = 1.0  # channel multiplier of the hidden layers
-    embed_dim: int = 512
-    arch: str = "wav2lip"  # "wav2lip": raw BGR input, Wav2Lip's layers; "compact": see the module docstring
-
-    @property
-    def is_wav2lip(self) -> bool:
-        return (
-            self.arch == "wav2lip" and tuple(self.face_hw) == (48, 96) and self.width == 1.0 and self.embed_dim == 512
-        )
-
-
-#: SyncNet sizes per preset (an offline, compact SyncNet is trained in ``smoke`` and ``quick``; ``paper``
-#: uses the pretrained expert). Quick: 32x64 lower-half crops at half width train 600 iterations in about
-#: 130 CPU seconds (benchmarks/bench_syncnet.py) and find the offset of every held-out 2 s window of the
-#: sample subject (python -m etlib.evaluation.syncnet_check).
-PRESET_SYNCNET: dict[str, SyncNetConfig] = {
-    "smoke": SyncNetConfig(face_hw=(24, 48), width=0.25, embed_dim=64, arch="compact"),
-    "quick": SyncNetConfig(face_hw=(32, 64), width=0.5, embed_dim=256, arch="compact"),
-    "paper": SyncNetConfig(),
-}
-
-
 class ConvBlock(nn.Module):
     """Conv -> BatchNorm (-> + input) -> ReLU; Wav2Lip's ``models/conv.py`` ``Conv2d`` (same keys)."""
 
@@ -187,8 +161,9 @@ class SyncNet(nn.Module):
     next to their numbers.
     """
 
-    def __init__(self, config: SyncNetConfig = SyncNetConfig(), name: str = "syncnet:untrained"):
+    def __init__(self, config: SyncNetConfig | None = None, name: str = "syncnet:untrained"):
         super().__init__()
+        config = config or SyncNetConfig()  # Wav2Lip's expert
         if config.arch not in _LAYERS:
             raise ValueError(f"unknown SyncNet arch {config.arch!r}: choose one of {ARCHS}")
         self.config = config

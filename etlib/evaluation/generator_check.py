@@ -38,12 +38,10 @@ from typing import Any
 import numpy as np
 
 from etlib.base import json_default
-from etlib.config import PRESETS, S6_POINTS
+from etlib.config import PRESETS, S6_POINTS, get_preset
 
 #: The paper's Table 3, row "Ours" (EmoNet on the rendered emotion-conditioned clip); E-Acc as a fraction.
 PAPER_TABLE3_OURS: dict[str, float] = {"V-RMSE": 0.352, "A-RMSE": 0.383, "V-SA": 0.766, "A-SA": 0.637, "E-Acc": 0.466}
-#: Source frames per preset (each is generated at all 12 S6 points).
-PRESET_FRAMES: dict[str, int] = {"smoke": 2, "quick": 8, "paper": 24}
 #: Lip shifts are reported in pixels of a face image this size (notebook 03 works at 256 px).
 REPORT_SIZE = 256
 #: The two emotions of the paper's Fig. S4, as the cloning figure shows them.
@@ -342,14 +340,12 @@ def evaluate_subject(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate, judge, measure lips and seams at the 12 S6 points on ``frames`` source frames (default: the
-    preset's :data:`PRESET_FRAMES`); write ``OUT/report.json``, ``OUT/fig_s4.png``, ``OUT/fig2_rows.png``."""
+    preset's ``generator_check_frames``); write ``OUT/report.json``, ``OUT/fig_s4.png``, ``OUT/fig2_rows.png``."""
     from etlib.backends import torch_threads
     from etlib.emoface.judge import get_judge
     from etlib.preprocess.landmarks import DlibLandmarks
 
-    if preset not in PRESET_FRAMES:
-        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESET_FRAMES)}")
-    n = PRESET_FRAMES[preset] if frames is None else int(frames)
+    n = get_preset(preset).generator_check_frames if frames is None else int(frames)
     source = load_source_frames(subject, n)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -425,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--subject", required=True, help="a processed subject folder (python -m etlib.preprocess)")
     parser.add_argument("--out", required=True, help="output folder: report.json, fig_s4.png, fig2_rows.png")
-    parser.add_argument("--preset", default="quick", choices=[p for p in PRESETS if p in PRESET_FRAMES])
+    parser.add_argument("--preset", default="quick", choices=list(PRESETS))
     parser.add_argument("--frames", type=int, default=None, help="source frames (default: the preset's)")
     parser.add_argument("--judge", default="auto", choices=("auto", "emonet", "fer"))
     parser.add_argument("--gain", type=float, default=None, help="offline generator strength (default: its own)")

@@ -36,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from etlib.base import FPS, SAMPLE_RATE, to_uint8
-from etlib.config import S6_POINTS
+from etlib.config import S6_POINTS, EvalSettings, get_preset
 from etlib.preprocess.action_units import AU_NAMES, UPPER_FACE_AUS, au_from_landmarks, neutral_reference
 from etlib.talking.model import Ablation
 
@@ -100,38 +100,9 @@ PAPER_TABLES: dict[str, list[dict[str, Any]]] = {
 # ------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EvalSettings:
-    """How much of each scenario to render (CPU time grows with every number here).
-
-    ``max_test_frames`` caps Table 1 at the first N test frames (a contiguous block, so SyncNet windows stay
-    whole; None: the whole test split); ``tts_sentences`` S5 sentences make Table 2; ``frames_per_point``
-    frames at each of the 12 S6 points make one continuous Table 3 clip; ``au_sources`` training frames feed
-    the offline generator for the AU baseline; ``emotion_clip_frames`` frames of ``--emotion-subject``;
-    ``max_audio_seconds`` trims each Table 2 clip (None: whole sentences).
-    """
-
-    max_test_frames: int | None = None
-    tts_sentences: int = 2
-    frames_per_point: int = 10
-    au_sources: int = 3
-    emotion_clip_frames: int = 40
-    fps_iters: int = 10
-    max_audio_seconds: float | None = None
-
-
-#: Per preset: smoke fits a CI notebook (<= 90 s), quick a 5-minute one on 2 CPU cores.
-SETTINGS: dict[str, EvalSettings] = {
-    "smoke": EvalSettings(None, 1, 2, 1, 8, 2, 1.2),
-    "quick": EvalSettings(48, 1, 5, 3, 12, 5, 2.0),
-    "paper": EvalSettings(None, 10, 25, 5, 200, 50),
-}
-
-
 def settings_for(preset: str) -> EvalSettings:
-    if preset not in SETTINGS:
-        raise ValueError(f"no evaluation settings for preset {preset!r}; choose one of {', '.join(SETTINGS)}")
-    return SETTINGS[preset]
+    """The preset's :class:`etlib.config.EvalSettings` (smoke fits a CI notebook, quick a 5-minute one on 2 cores)."""
+    return get_preset(preset).evaluation
 
 
 @dataclass

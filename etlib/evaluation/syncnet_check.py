@@ -48,13 +48,13 @@ from etlib.audio.sync_metrics import (
 )
 from etlib.audio.syncnet import (
     FRAMES_PER_WINDOW,
-    PRESET_SYNCNET,
     SyncNet,
     SyncNetTraining,
     load_syncnet,
     train_syncnet,
 )
 from etlib.base import SAMPLE_RATE, json_default
+from etlib.config import PRESETS
 from etlib.io import read_audio
 from etlib.preprocess import SubjectDir
 
@@ -163,16 +163,14 @@ def train_subject_syncnet(
     """Train the offline SyncNet (S_I, S_A of Eq. 9) on the subject's training frames less their last
     ``holdout_s`` seconds (:func:`syncnet_frames`); resumable.
 
-    Sizes come from ``PRESET_SYNCNET[preset]``; ``iterations`` defaults to the preset's
+    Sizes come from the preset's ``syncnet`` (:class:`etlib.config.SyncNetConfig`); ``iterations`` defaults to the preset's
     ``syncnet_iterations`` (2000 for ``paper``, which otherwise uses the pretrained expert). The checkpoint
     ``OUT/syncnet.pt`` is written as training goes; a run finds it and continues (or just loads it).
     """
     from etlib.backends import torch_threads
     from etlib.config import get_preset
 
-    if preset not in PRESET_SYNCNET:
-        raise ValueError(f"unknown preset {preset!r}: choose one of {sorted(PRESET_SYNCNET)}")
-    config = PRESET_SYNCNET[preset]
+    config = get_preset(preset).syncnet
     if iterations is None:
         iterations = get_preset(preset).syncnet_iterations or 2000
     clip = clip or load_subject_clip(subject, config.face_hw)
@@ -549,9 +547,9 @@ def evaluate_subject(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config = PRESET_SYNCNET[preset] if preset in PRESET_SYNCNET else None
-    if config is None:
-        raise ValueError(f"unknown preset {preset!r}: choose one of {sorted(PRESET_SYNCNET)}")
+    from etlib.config import get_preset
+
+    config = get_preset(preset).syncnet
     clip = load_subject_clip(subject, config.face_hw)
     start_s = time.perf_counter()
     trained = train_subject_syncnet(subject, out, preset, iterations, progress=progress, clip=clip, holdout_s=holdout_s)
@@ -611,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--subject", required=True, help="a processed subject folder (python -m etlib.preprocess)")
     parser.add_argument("--out", required=True, help="output folder: syncnet.pt, report.json, tts/*.wav")
-    parser.add_argument("--preset", default="quick", choices=sorted(PRESET_SYNCNET))
+    parser.add_argument("--preset", default="quick", choices=sorted(PRESETS))
     parser.add_argument("--iterations", type=int, default=None, help="SyncNet iterations (default: the preset's)")
     parser.add_argument("--no-tts", action="store_true", help="skip the curated TTS check")
     parser.add_argument(
