@@ -1,4 +1,4 @@
-"""Measurements and figures of notebooks 03-04 (etlib.viz.emotion), on synthetic faces: fast, offline."""
+"""Measurements (etlib.evaluation.generator_demos) and figures (etlib.viz.emotion) of notebooks 03-04, on synthetic faces: fast, offline."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import torch
 
 from etlib.base import LIP_POINTS
 from etlib.config import GENERATOR, S6_POINTS
+from etlib.emoface import scoring
 from etlib.emoface.offline import OfflineEmotionGenerator, lip_opening
+from etlib.evaluation import generator_demos as demos
 from etlib.preprocess.landmarks import Detection
 from etlib.viz import emotion as ev
 
@@ -44,10 +46,10 @@ def synthetic_face(size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def faces() -> ev.FaceSamples:
+def faces() -> demos.FaceSamples:
     image, lm = synthetic_face()
     shifted = np.roll(image, 3, axis=1)
-    return ev.FaceSamples(np.stack([image, shifted]), np.stack([lm, lm]), [0, 1], [None, None])
+    return demos.FaceSamples(np.stack([image, shifted]), np.stack([lm, lm]), [0, 1], [None, None])
 
 
 class OracleDetector:
@@ -66,16 +68,16 @@ class OracleDetector:
 def test_va_agreement_matches_eqs_s17_s18():
     target = np.array([[0.5, 0.5], [-0.5, 0.5], [0.5, -0.5], [-0.5, -0.5]])
     predicted = np.array([[0.5, 0.5], [0.5, 0.5], [0.5, -0.1], [-0.1, -0.5]])
-    out = ev.va_agreement(predicted, target)
+    out = scoring.va_agreement(predicted, target)
     assert out["V-RMSE"] == pytest.approx(np.sqrt((1.0**2 + 0.4**2) / 4))
     assert out["A-RMSE"] == pytest.approx(np.sqrt(0.4**2 / 4))
     assert out["V-SA"] == 0.75 and out["A-SA"] == 1.0
     with pytest.raises(ValueError, match=r"\[N, 2\]"):
-        ev.va_agreement(predicted[:, :1], target[:, :1])
+        scoring.va_agreement(predicted[:, :1], target[:, :1])
 
 
 def test_generate_at_points_cycles_sources_and_keeps_lips(faces):
-    rows = ev.generate_at_points(OfflineEmotionGenerator(), faces, S6_POINTS[:3])
+    rows = demos.generate_at_points(OfflineEmotionGenerator(), faces, S6_POINTS[:3])
     assert [r.label for r in rows] == ["Happy", "Surprise", "Angry"]
     assert np.array_equal(rows[1].source, faces.images[1]) and np.array_equal(rows[2].source, faces.images[0])
     for row in rows:
@@ -87,46 +89,46 @@ def test_generate_at_points_cycles_sources_and_keeps_lips(faces):
 
 
 def test_lip_alignment_measures_lip_and_upper_face_shift(faces):
-    rows = ev.generate_at_points(OfflineEmotionGenerator(), faces, S6_POINTS[:1])
+    rows = demos.generate_at_points(OfflineEmotionGenerator(), faces, S6_POINTS[:1])
     row = rows[0]
     moved = row.source_landmarks.astype(np.float64).copy()
     moved[list(LIP_POINTS)] += [3.0, 4.0]  # lips 5 px off
     moved[17:27] += [0.0, -2.0]  # brows up 2 px
     detector = OracleDetector([(row.source, row.source_landmarks), (row.generated.image, moved)])
-    out = ev.lip_alignment(detector, rows)
+    out = demos.lip_alignment(detector, rows)
     assert out["lip_shift_px"][0] == pytest.approx(5.0)
     iod = np.linalg.norm(row.source_landmarks[42:48].mean(0) - row.source_landmarks[36:42].mean(0))
     assert out["lip_shift_iod_pct"][0] == pytest.approx(500.0 / iod, rel=1e-5)
     assert out["upper_shift_px"][0] == pytest.approx(2.0 * 10 / 22)
     # the detector's lip shift here is a pure translation: the opening does not change
     assert out["lip_opening_change_px"][0] == pytest.approx(0.0, abs=1e-9)
-    pinned = ev.generate_at_points(OfflineEmotionGenerator(lip_corners=False), faces, S6_POINTS[:1])[0]
+    pinned = demos.generate_at_points(OfflineEmotionGenerator(lip_corners=False), faces, S6_POINTS[:1])[0]
     detector = OracleDetector(
         [(pinned.source, pinned.source_landmarks), (pinned.generated.image, pinned.source_landmarks)]
     )
     # with the lips pinned their pixels do not change (L_lp of Eq. 8)
-    assert ev.lip_alignment(detector, [pinned])["lip_pixel_mse"][0] < 1e-4
+    assert demos.lip_alignment(detector, [pinned])["lip_pixel_mse"][0] < 1e-4
 
 
 def test_lip_alignment_reports_lost_faces(faces):
-    rows = ev.generate_at_points(OfflineEmotionGenerator(), faces, S6_POINTS[:1])
+    rows = demos.generate_at_points(OfflineEmotionGenerator(), faces, S6_POINTS[:1])
 
     def blind(image, prev_box=None):
         return Detection(None, None, False)
 
     with pytest.raises(ValueError, match="lost the face"):
-        ev.lip_alignment(blind, rows)
+        demos.lip_alignment(blind, rows)
 
 
 def test_face_crops_map_lips_into_the_crop(faces):
-    images, lips = ev.face_crops(faces, 32)
+    images, lips = demos.face_crops(faces, 32)
     assert images.shape == (2, 3, 32, 32) and lips.shape == (2, 20, 2)
     assert 0 <= float(images.min()) and float(images.max()) <= 1
     # The lips lie in the lower half of the crop, centred horizontally.
     assert (lips[..., 1] > 16).all() and abs(float(lips[0, :, 0].mean()) - 15.5) < 1.5
     # Consistency: the crop's pixel at a lip corner equals the source's pixel there (nearest, up to resizing).
-    full, _ = ev.face_crops(faces, 64)
-    big_lips = ev.face_crops(faces, 64)[1]
+    full, _ = demos.face_crops(faces, 64)
+    big_lips = demos.face_crops(faces, 64)[1]
     torch.testing.assert_close(big_lips / 2, lips, atol=0.3, rtol=0)
     assert full.shape[-1] == 64
 
@@ -136,13 +138,13 @@ def test_loss_drop_and_plot_weight_terms():
         {"lip_landmark": 1.0 - 0.1 * i, "lip_pixel": 0.5, "regularization": 0.1, "total": 3.0 - 0.1 * i, "step": i}
         for i in range(10)
     ]
-    drop = ev.loss_drop(history, window=2)
+    drop = demos.loss_drop(history, window=2)
     assert set(drop) == {"lip_landmark", "lip_pixel", "regularization", "total"}
     assert drop["lip_landmark"] == pytest.approx((GENERATOR.lambda1_lip_landmark * 0.95, 0.15))
     assert drop["lip_pixel"] == pytest.approx((GENERATOR.lambda2_lip_pixel * 0.5,) * 2)
     assert drop["total"][1] < drop["total"][0]
     with pytest.raises(ValueError, match="two steps"):
-        ev.loss_drop(history[:1])
+        demos.loss_drop(history[:1])
     ax = ev.plot_lef_losses(history)
     assert len(ax.get_lines()) == 1 + 4  # raw total + three terms + smoothed total
     plt.close("all")
@@ -154,20 +156,20 @@ def test_fit_generator_to_faces_lowers_the_reconstruction_error():
     torch.manual_seed(0)
     model = LipAlignedEmotionalFaceGenerator.build(LEFConfig.tiny(16, 8))
     images = torch.rand(2, 3, 16, 16)
-    ws, history = ev.fit_generator_to_faces(model.generator, images, steps=15)
+    ws, history = demos.fit_generator_to_faces(model.generator, images, steps=15)
     assert ws.shape == (2, model.generator.num_ws, 8) and not ws.requires_grad
     assert history[-1] < history[0]
 
 
 def test_cloning_rows_and_boundary_energy_table(faces):
-    rows = ev.cloning_rows(OfflineEmotionGenerator(), faces, ev.FIG_S4_SETTINGS)
+    rows = demos.cloning_rows(OfflineEmotionGenerator(), faces, demos.FIG_S4_SETTINGS)
     assert [r.label for r in rows] == ["happy", "angry"]
     for row in rows:
         assert row.paste.method == "paste" and row.seamless.method == "seamless"
         assert row.energy("paste", "ratio") > 0 and np.isfinite(row.energy("seamless"))
         outside = ~row.paste.mask
         np.testing.assert_array_equal(row.paste.image[outside], row.source[outside])
-    table = ev.boundary_energy_rows(rows)
+    table = demos.boundary_energy_rows(rows)
     assert len(table) == 2 and set(table[0]) == {
         "e",
         "paste excess",
@@ -180,15 +182,15 @@ def test_cloning_rows_and_boundary_energy_table(faces):
 
 def test_plots_draw_without_error(faces):
     gen = OfflineEmotionGenerator()
-    rows = ev.generate_at_points(gen, faces, S6_POINTS[:2])
+    rows = demos.generate_at_points(gen, faces, S6_POINTS[:2])
     axes = ev.plot_generated_pairs(rows, pairs_per_line=2)
     assert axes.shape == (1, 4)
     ev.plot_au_heatmap(S6_POINTS[:3])
     ev.plot_offline_pipeline(gen, faces.images[0], faces.landmarks[0], -0.31, 0.74)
     va = np.array([[0.1, 0.2], [0.3, -0.1]])
     ev.plot_va_shift(rows, va, va + 0.1, "judge")
-    assert ev.va_table(rows, va, va + 0.1)[0]["moved by"] == "(+0.10, +0.10)"
-    clones = ev.cloning_rows(gen, faces, ev.FIG_S4_SETTINGS[:1])
+    assert demos.va_table(rows, va, va + 0.1)[0]["moved by"] == "(+0.10, +0.10)"
+    clones = demos.cloning_rows(gen, faces, demos.FIG_S4_SETTINGS[:1])
     assert ev.plot_cloning_rows(clones).shape == (1, 5)
     assert ev.plot_seam_zoom(clones, "mouth").shape == (1, 3)
     with pytest.raises(ValueError, match="unknown region"):
@@ -201,9 +203,9 @@ def test_subject_faces_rejects_an_unprocessed_subject(tmp_path):
         subject_dir = tmp_path
 
     with pytest.raises(FileNotFoundError, match="notebook 01"):
-        ev.subject_faces(Ctx(), 2)
+        demos.subject_faces(Ctx(), 2)
     with pytest.raises(ValueError, match="n must be"):
-        ev.subject_faces(Ctx(), 0)
+        demos.subject_faces(Ctx(), 0)
 
 
 def test_build_lef_demo_loads_pretrained_weights_when_present(tmp_path, faces):
@@ -220,7 +222,7 @@ def test_build_lef_demo_loads_pretrained_weights_when_present(tmp_path, faces):
     generator = Generator(16, 8, 2, 2, 8)
     gen_path = save_generator(generator, tmp_path / "g.pt")
     emo_path = save_emoextract(EmoExtract(generator.num_ws, 8, 16, (16,)), tmp_path / "e.pt")
-    demo = ev.build_lef_demo(
+    demo = demos.build_lef_demo(
         faces, True, inversion_steps=2, detector_steps=2, generator_path=gen_path, emostyle_path=emo_path, config=config
     )
     assert demo.pretrained and "pretrained" in demo.notes[0]
@@ -256,7 +258,7 @@ def test_emotion_scores_adds_top3_accuracy():
     probs = torch.tensor([[0.0, 0.0, 0.0, 0.9, 0.0, 0.05, 0.05], [0.9, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0]])
     judged = JudgeOutput(torch.tensor([0.7, 0.7]), torch.tensor([0.3, 0.3]), probs, classes, "test")
     points = [(0.74, 0.31, "Happy"), (0.31, 0.74, "Surprise")]
-    scores = ev.emotion_scores(judged, points)
+    scores = scoring.emotion_scores(judged, points)
     assert scores["E-Acc"] == 0.5  # happy is top-1 for the first; surprise is not in the second's top 3
     assert scores["V-SA"] == 1.0 and scores["A-SA"] == 1.0
     assert scores["V-RMSE"] == pytest.approx(np.sqrt((0.04**2 + 0.39**2) / 2), abs=1e-6)

@@ -44,6 +44,16 @@ IdentityEmbedder = Callable[[torch.Tensor], torch.Tensor]
 # ----------------------------------------------------------------------------------------------
 
 
+#: The five terms of Eq. 7 (S6) as the trainer names them, with the paper's weight field.
+LEF_TERMS = {
+    "lip_landmark": "lambda1_lip_landmark",
+    "lip_pixel": "lambda2_lip_pixel",
+    "regularization": "lambda3_regularization",
+    "emotion": "lambda4_emotion",
+    "identity": "lambda5_identity",
+}
+
+
 def lip_landmark_loss(predicted: torch.Tensor, target: torch.Tensor, image_size: int) -> torch.Tensor:
     """Eq. S1: ``L_ll = ||L^_l - L_l||^2`` on lip landmarks ``[B, 20, 2]`` (pixels / ``image_size``)."""
     predicted, target = select_lips(predicted), select_lips(target)

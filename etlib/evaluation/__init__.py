@@ -5,6 +5,8 @@
 * :mod:`etlib.evaluation.emotion_visibility` - do valence/arousal visibly change the targets and the renders?
 * :mod:`etlib.evaluation.generator_check` - the emotional face generator on a subject's frames at the 12 S6
   points: judge, lips, seams; ``python -m etlib.evaluation.generator_check``.
+* :mod:`etlib.evaluation.generator_demos` - the generators run on a subject's frames for notebooks 03-04 (rows,
+  Eq. 8's measures, the tiny g_LEF demo, cloning rows); :mod:`etlib.viz.emotion` draws them.
 * :mod:`etlib.evaluation.syncnet_check` - the subject's SyncNet trained offline and its Sync-E/C, loudness gate,
   pitch and the TTS clips; ``python -m etlib.evaluation.syncnet_check``.
 
