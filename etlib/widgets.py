@@ -72,19 +72,18 @@ class HeadRenderer:
 
     def __call__(self, valence: float, arousal: float, frame_index: int = 0) -> np.ndarray:
         """(H, W, 3) uint8: the composed frame (Eq. S10) for ``e = (valence, arousal)``."""
-        import torch
 
         from etlib.backends import torch_threads
+        from etlib.base import to_uint8
+        from etlib.train.run_metrics import render_frame  # the one-frame render every driver uses
 
         v, a = _check_va(valence, arousal)
         if not 0 <= int(frame_index) < self.n_frames:
             raise ValueError(f"frame_index {frame_index} is outside the {self.n_frames} training frames")
         i = self.frame_ids[int(frame_index)]
         cond = self.data.condition(i, va=np.array([v, a], np.float32))
-        background = torch.from_numpy(self.data.subject.read_bg(i).astype(np.float32) / 255.0)
-        with torch_threads(), torch.no_grad():
-            image = self.model(self.data.camera(i), cond, background).image
-        return (image.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        with torch_threads():
+            return to_uint8(render_frame(self.model, self.data, i, cond))
 
 
 # --------------------------------------------------------------------------------------------------
