@@ -311,10 +311,11 @@ def render_driven(
     """
     from etlib.render import render_frames
 
-    n = len(data.features_for(audio, SAMPLE_RATE, FPS)) if va is None else len(va)
-    frames = render_frames(model, data, audio, va, progress, emotion, au=au, n_frames=n, desc=desc)
-    ids = [data.train_ids[t % len(data.train_ids)] for t in range(n)]
-    return np.stack([f.astype(np.float32) / 255.0 for f in frames]), data.landmarks[ids]
+    n_frames = None if va is None else len(va)  # None: as long as the audio
+    frames = render_frames(model, data, audio, va, progress, emotion, au=au, n_frames=n_frames, desc=desc)
+    clip = np.stack([f.astype(np.float32) / 255.0 for f in frames])
+    ids = [data.train_ids[t % len(data.train_ids)] for t in range(len(clip))]
+    return clip, data.landmarks[ids]
 
 
 def judge_frames(judge, frames: np.ndarray, landmarks: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:

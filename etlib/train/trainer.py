@@ -306,11 +306,19 @@ class Trainer:
         return terms
 
     def _face_layer_terms(
-        self, out, image, mask, w1: float, w_lpips: float, landmarks: torch.Tensor | None = None
+        self,
+        out,
+        image,
+        mask,
+        w1: float,
+        w_lpips: float,
+        landmarks: torch.Tensor | None = None,
+        changed: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The image terms of the face layer (Eqs. S13-S15) with the layer and ``image * mask`` both over
         :data:`FACE_KEY_COLOR`, so the face is transparent where the frame is not face (the open mouth).
-        Given the frame's 68 ``landmarks``, also the preset's extra L1 on the lips' box (``lip_region_l1``)."""
+        Given the frame's 68 ``landmarks``, also the preset's extra L1 on the lips' box (``lip_region_l1``); given
+        the region an emotion target ``changed``, the preset's extra L1 over it (``emotion_region_l1``)."""
         key = out.color.new_tensor(FACE_KEY_COLOR)
         pred = out.color + key * (1 - out.alpha)
         target = image * mask + key * (1 - mask)
@@ -318,6 +326,8 @@ class Trainer:
         if landmarks is not None and self.preset.lip_region_l1:
             rows, cols = losses.lip_box(landmarks, pred.shape[0])
             terms["lip_l1"] = (self.preset.lip_region_l1, losses.l1(pred[rows, cols], target[rows, cols]))
+        if changed is not None and self.preset.emotion_region_l1:
+            terms["emotion_l1"] = (self.preset.emotion_region_l1, losses.masked_l1(pred, target, changed))
         return terms
 
     def _normal_terms(self, out, target_normal, mask, layer, w_l1, w_tv, w_dn) -> dict[str, Any]:
@@ -396,11 +406,7 @@ class Trainer:
             cond = self.data.condition(s.index, va=va)
             layer = m.face_layer(cond, emotion=True)
             out = m.render_layer(layer, s.camera, normals=self.ablation.normal_loss)
-            terms = self._face_layer_terms(out, image, mask, w.beta1_dssim, w.beta2_lpips)
-            if changed is not None and self.preset.emotion_region_l1:
-                key = out.color.new_tensor(FACE_KEY_COLOR)
-                pred, keyed = out.color + key * (1 - out.alpha), image * mask + key * (1 - mask)
-                terms["emotion_l1"] = (self.preset.emotion_region_l1, losses.masked_l1(pred, keyed, changed))
+            terms = self._face_layer_terms(out, image, mask, w.beta1_dssim, w.beta2_lpips, changed=changed)
             terms |= self._normal_terms(
                 out, normal, mask, layer, w.beta3_normal_l1, w.beta4_normal_tv, w.beta5_normal_residual
             )
