@@ -84,4 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (FileNotFoundError, ValueError) as err:  # a bad path or preset: one line, no traceback
+        sys.exit(f"emotion_visibility: {err}")
