@@ -1,4 +1,5 @@
-"""etlib.io: probing, streaming reads, re-timing, audio conversion, writing with audio, errors."""
+"""etlib.io: probing, streaming reads, re-timing, audio conversion, writing with audio, errors, rotation-tagged and
+non-square-pixel videos decoded upright at their displayed size."""
 
 from __future__ import annotations
 
@@ -171,3 +172,55 @@ def test_write_video_is_atomic(tmp_path):
         write_video(frames(), path, fps=25)
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def _tag_rotation(src: Path, dst: Path, degrees: int) -> None:
+    """Copy ``src`` with a display-rotation tag of ``degrees`` counter-clockwise (what phones write)."""
+    try:
+        _ffmpeg("-display_rotation", str(degrees), "-i", str(src), "-c", "copy", str(dst))
+    except subprocess.CalledProcessError:  # ffmpeg before 6.1: the old stream tag (clockwise)
+        _ffmpeg("-i", str(src), "-c", "copy", "-metadata:s:v:0", f"rotate={-degrees % 360}", str(dst))
+
+
+def test_rotation_tagged_clip_decodes_upright_at_the_displayed_size(tmp_path):
+    src = tmp_path / "upright.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=96x64:rate=25:duration=0.4", "-c:v", "libx264", "-qp", "0", str(src))
+    upright = read_frames(src).astype(int)
+    for degrees, turns in ((90, 1), (-90, -1), (180, 2)):
+        tagged = tmp_path / f"rot{degrees}.mp4"
+        _tag_rotation(src, tagged, degrees)
+        info = probe(tagged)
+        assert info.video.coded_size == (96, 64)
+        assert info.video.rotation == degrees % 360
+        assert info.size == ((64, 96) if degrees % 180 else (96, 64))
+        frames = read_frames(tagged).astype(int)
+        want = np.rot90(upright, turns, axes=(1, 2))
+        assert frames.shape == want.shape
+        assert np.abs(frames - want).mean() < 1.0  # the same pixels, turned as every player shows them
+        small = next(iter_frames(tagged, size=(32, 48))) if degrees % 180 else next(iter_frames(tagged, size=(48, 32)))
+        assert small.shape[:2] == ((48, 32) if degrees % 180 else (32, 48))
+
+
+def test_non_square_pixels_decode_at_the_displayed_size(tmp_path):
+    src = tmp_path / "anamorphic.mp4"  # 96x64 coded, each pixel twice as wide as high: displayed 192x64
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=96x64:rate=25:duration=0.4", "-vf", "setsar=2/1", "-c:v", "libx264",
+            str(src))  # fmt: skip
+    info = probe(src)
+    assert info.video.sar == 2 and info.size == (192, 64)
+    assert read_frames(src).shape[1:3] == (64, 192)
+    rotated = tmp_path / "anamorphic_rotated.mp4"
+    _tag_rotation(src, rotated, 90)
+    assert probe(rotated).size == (64, 192) and read_frames(rotated).shape[1:3] == (192, 64)
+
+
+def test_empty_and_cut_short_files_are_named_for_what_they_are(tmp_path, clip30):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(MediaError, match=r"is empty \(0 bytes\)"):
+        probe(empty)
+    data = clip30.read_bytes()
+    moov_last = tmp_path / "cut.mp4"  # libx264 via ffmpeg writes the index (moov atom) at the end
+    moov_last.write_bytes(data[: len(data) // 3])
+    with pytest.raises(MediaError, match="cut short or damaged.*moov atom") as info:
+        probe(moov_last)
+    assert "@ 0x" not in str(info.value)  # no ffmpeg addresses in a message meant for a person

@@ -4,6 +4,7 @@ errors that every reader in :mod:`etlib.io` raises."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from contextlib import contextmanager
 from functools import lru_cache
@@ -48,9 +49,15 @@ def run_ffmpeg(args: list[str], *, stdin: bytes | None = None) -> subprocess.Com
     return subprocess.run(cmd, input=stdin, capture_output=True, check=False)
 
 
+def clean_ffmpeg_line(line: str) -> str:
+    """An ffmpeg message without its component-and-address prefix (``[in#0 @ 0x55d0...] ``)."""
+    return re.sub(r"^\s*(\[[^\]]* @ 0x[0-9a-f]+\]\s*)+", "", line).strip()
+
+
 def ffmpeg_failed(what: str, proc: subprocess.CompletedProcess) -> MediaError:
     """A MediaError carrying the last lines ffmpeg wrote to stderr."""
-    tail = "\n".join(proc.stderr.decode("utf-8", "replace").strip().splitlines()[-6:])
+    lines = [clean_ffmpeg_line(line) for line in proc.stderr.decode("utf-8", "replace").strip().splitlines()]
+    tail = "\n".join(line for line in lines[-6:] if line)
     return MediaError(f"ffmpeg failed to {what} (exit {proc.returncode}):\n{tail}")
 
 

@@ -3,6 +3,10 @@
 The header that ``ffmpeg -i`` prints gives codecs, size, sample rate and channels; a packet listing
 (``-c copy -f framecrc``, no decoding) gives exact frame counts, per-stream durations and the frame
 timestamps from which a variable frame rate is detected.
+
+Sizes are the *displayed* ones: phones store pixels sideways with a display-rotation tag (ffmpeg and every
+player show them upright), and some cameras store non-square pixels (a sample aspect ratio, SAR, other than
+1:1). :func:`probe` reports the upright, square-pixel size, which is what :func:`etlib.io.iter_frames` decodes.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from etlib.io._ffmpeg import MediaError, check_input, ffmpeg_failed, run_ffmpeg
+from etlib.io._ffmpeg import MediaError, check_input, clean_ffmpeg_line, ffmpeg_failed, run_ffmpeg
 
 _CHANNEL_LAYOUTS = {"mono": 1, "stereo": 2, "2.1": 3, "3.0": 3, "quad": 4, "4.0": 4, "5.0": 5, "5.1": 6}
 _CHANNEL_LAYOUTS.update({"6.1": 7, "7.1": 8, "5.0(side)": 5, "5.1(side)": 6, "downmix": 2})
@@ -23,8 +27,11 @@ _CHANNEL_LAYOUTS.update({"6.1": 7, "7.1": 8, "5.0(side)": 5, "5.1(side)": 6, "do
 
 @dataclass(frozen=True)
 class VideoStreamInfo:
-    """The first video stream. ``fps`` is the mean rate of the frame timestamps (frames / span);
-    ``nominal_fps`` is the container's declared rate; ``is_vfr`` is True when frame intervals vary."""
+    """The first video stream. ``width`` and ``height`` are the displayed size (upright, square pixels);
+    ``coded_size`` is how the pixels are stored, ``rotation`` the display rotation in degrees
+    (counter-clockwise, a multiple of 90) and ``sar`` the sample aspect ratio. ``fps`` is the mean rate of the
+    frame timestamps (frames / span); ``nominal_fps`` is the container's declared rate; ``is_vfr`` is True
+    when frame intervals vary."""
 
     codec: str
     width: int
@@ -34,6 +41,9 @@ class VideoStreamInfo:
     n_frames: int
     duration: float
     is_vfr: bool
+    coded_size: tuple[int, int] = (0, 0)
+    rotation: int = 0
+    sar: Fraction = Fraction(1)
 
 
 @dataclass(frozen=True)
@@ -70,28 +80,87 @@ class _Header:
     audio: dict | None
 
 
+def displayed_size(width: int, height: int, rotation: int = 0, sar: Fraction = Fraction(1)) -> tuple[int, int]:
+    """The upright, square-pixel size of ``width`` x ``height`` coded pixels: the width stretched by the
+    sample aspect ratio (rounded to an even number, as video encoders need), then both swapped for a quarter
+    turn."""
+    if sar > 0 and sar != 1:
+        width = max(2, 2 * round(width * sar / 2))
+    return (height, width) if rotation % 180 == 90 else (width, height)
+
+
+def _rotation(lines: list[str]) -> int:
+    """The display rotation (degrees counter-clockwise, 0/90/180/270) in a stream's side data or metadata
+    lines: ``Display Matrix: rotation of -90.00 degrees`` (newer ffmpeg), ``displaymatrix: rotation of ...``
+    or ``rotate : 90`` (older ffmpeg; clockwise)."""
+    for line in lines:
+        m = re.search(r"rotation of (-?[\d.]+) degrees", line, re.IGNORECASE)
+        if m:
+            return int(round(float(m[1]) / 90.0)) * 90 % 360
+    for line in lines:
+        m = re.match(r"\s*rotate\s*:\s*(-?\d+)", line)
+        if m:
+            return -int(round(int(m[1]) / 90.0)) * 90 % 360
+    return 0
+
+
+def _unreadable(path: Path, ffmpeg_text: str) -> str:
+    """Why ffmpeg cannot open ``path``, and what to do, from its messages: an empty file, an mp4 cut short
+    (its index, the "moov atom", is written last and is missing), or not media at all."""
+    reason = next(
+        (
+            clean_ffmpeg_line(line).split(": ", 1)[-1]
+            for line in ffmpeg_text.splitlines()
+            if "Error opening input" in line
+        ),
+        "ffmpeg found no audio or video stream",
+    )
+    if path.stat().st_size == 0:
+        return f"{path} is empty (0 bytes): the file was not written or its copy failed; give the video itself"
+    if "moov atom not found" in ffmpeg_text and "misdetection possible" not in ffmpeg_text:
+        return (
+            f"{path} is cut short or damaged: its index (the mp4 'moov atom') is missing, as after an interrupted "
+            "recording, download or copy; copy or export the video again"
+        )
+    return (
+        f"not a media file ffmpeg can read: {path} ({reason}); check that it is the video itself, not another "
+        "kind of file with a video's name"
+    )
+
+
 def _parse_header(path: Path) -> _Header:
-    """Parse the stream lines of ``ffmpeg -i path``."""
+    """Parse the stream lines of ``ffmpeg -i path`` (a video stream's following lines give its rotation)."""
     proc = run_ffmpeg(["-i", str(path)])  # exits 1 ("no output file") by design; stderr is the header
     text = proc.stderr.decode("utf-8", "replace")
     if "Input #0" not in text:
-        raise MediaError(f"not a media file ffmpeg can read: {path}\n" + "\n".join(text.strip().splitlines()[-3:]))
+        raise MediaError(_unreadable(path, text))
     dur = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", text)
     duration = int(dur[1]) * 3600 + int(dur[2]) * 60 + float(dur[3]) if dur else None
     video = audio = None
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for k, line in enumerate(lines):
         line = line.strip()
         m = re.match(r"Stream #0:(\d+)\S*: Video: (\w+)", line)
         if m and video is None and "attached pic" not in line:
+            following = []
+            for later in lines[k + 1 :]:
+                if re.match(r"\s*(Stream #|Input #|Output #)", later) or not later.startswith("   "):
+                    break
+                following.append(later)
             size = re.search(r", (\d{2,5})x(\d{2,5})", line)
+            sar_m = re.search(r"\[SAR (\d+):(\d+)", line)
+            sar = Fraction(int(sar_m[1]), int(sar_m[2])) if sar_m and int(sar_m[2]) and int(sar_m[1]) else Fraction(1)
             fps = re.search(r", ([\d.]+k?) fps", line)
             tbr = re.search(r", ([\d.]+k?) tbr", line)
             rate = fps or tbr
             nominal = None
             if rate:
                 nominal = float(rate[1][:-1]) * 1000 if rate[1].endswith("k") else float(rate[1])
-            video = {"index": int(m[1]), "codec": m[2], "width": int(size[1]) if size else 0}
-            video.update(height=int(size[2]) if size else 0, nominal_fps=nominal)
+            coded = (int(size[1]), int(size[2])) if size else (0, 0)
+            rotation = _rotation(following)
+            width, height = displayed_size(*coded, rotation, sar) if size else (0, 0)
+            video = {"index": int(m[1]), "codec": m[2], "width": width, "height": height, "nominal_fps": nominal}
+            video.update(coded_size=coded, rotation=rotation, sar=sar)
         m = re.match(r"Stream #0:(\d+)\S*: Audio: (\w+)", line)
         if m and audio is None:
             rate = re.search(r", (\d+) Hz", line)
@@ -166,6 +235,9 @@ def probe(path: str | os.PathLike) -> MediaInfo:
             n_frames=n,
             duration=span,
             is_vfr=is_vfr,
+            coded_size=header.video["coded_size"],
+            rotation=header.video["rotation"],
+            sar=header.video["sar"],
         )
     if header.audio is not None:
         a = packets["audio"][0]

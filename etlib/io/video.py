@@ -1,6 +1,8 @@
 """Streaming video reading and writing through the bundled ffmpeg.
 
-Frames travel as raw RGB24 through a pipe, one at a time: a long clip never sits in memory whole.
+Frames travel as raw RGB24 through a pipe, one at a time: a long clip never sits in memory whole. They come
+out upright at the displayed size: ffmpeg applies a display-rotation tag (phone clips store pixels sideways),
+and non-square pixels are resampled to square ones (:func:`etlib.io.probe.displayed_size`).
 Re-timing to a target rate uses ffmpeg's ``fps`` filter, which drops or repeats frames by their
 timestamps, so that frame ``i`` of the output shows the picture at time ``i / fps`` and stays in step
 with the audio track.
@@ -50,7 +52,8 @@ def iter_frames(
 
     Args:
         path: a video file.
-        size: resize to ``(width, height)`` (an int means square); None keeps the source size.
+        size: resize to ``(width, height)`` (an int means square); None keeps the displayed size (upright,
+            square pixels).
         fps: re-time to this constant rate with ffmpeg's fps filter (frames dropped or repeated by
             timestamp, so the picture stays in sync with the audio); None keeps the source frames.
         max_frames: stop after this many frames.
@@ -60,13 +63,20 @@ def iter_frames(
     if header.video is None:
         raise NotAVideoError(f"not a video: ffmpeg finds no video stream in {path}")
     width, height = _output_size(header.video["width"], header.video["height"], size)
+    # ffmpeg turns rotation-tagged frames upright itself (before this filter chain), so after it a frame is
+    # the coded size, swapped for a quarter turn; the scale below brings it to the size asked for.
+    rotation = header.video["rotation"]
+    coded_w, coded_h = header.video["coded_size"]
+    upright = (coded_h, coded_w) if rotation % 180 == 90 else (coded_w, coded_h)
     filters = []
     if fps is not None:
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         filters.append(f"fps={fps!r}")
-    if (width, height) != (header.video["width"], header.video["height"]):
+    if (width, height) != upright:
         filters.append(f"scale={width}:{height}:flags=area")
+    if header.video["sar"] != 1:
+        filters.append("setsar=1")
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path)]
     cmd += ["-map", "0:v:0", "-an", "-sn"]
     if filters:
