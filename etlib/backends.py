@@ -117,8 +117,18 @@ def _weights_present(*names: str) -> bool:
 
 
 def _missing(*names: str) -> str:
-    gone = [n for n in names if not weights.is_present(n)]
-    return "weights " + ", ".join(gone) + " not in the cache" if gone else ""
+    """Why these weights cannot be used: absent, corrupt, or placed by hand and not yet accepted."""
+    why = []
+    for name in names:
+        try:
+            weights.ensure(name)
+        except weights.WeightsUnverifiedError:
+            why.append(f"{name} placed by hand but not accepted (python -m etlib.weights --accept {name})")
+        except weights.WeightsChecksumError:
+            why.append(f"{name} corrupt (its sha256 does not match)")
+        except weights.WeightsMissingError:
+            why.append(f"{name} not in the cache")
+    return "weights " + "; ".join(why) if why else ""
 
 
 def _choose_rasterizer() -> Choice:
@@ -284,10 +294,22 @@ def format_report() -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """``python -m etlib.backends``: print :func:`format_report`."""
+    import argparse
+
+    from etlib.base import add_debug_flag
+
+    parser = argparse.ArgumentParser(
+        prog="python -m etlib.backends", description="Which implementation runs each part."
+    )
+    add_debug_flag(parser)
+    parser.parse_args(argv)
     print(format_report())
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from etlib.base import run_main
+
+    sys.exit(run_main(main))

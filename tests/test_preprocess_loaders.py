@@ -71,7 +71,19 @@ def test_bisenet_forward_shapes():
     assert [tuple(o.shape) for o in outs] == [(1, 5, 96, 128)] * 3
 
 
-def test_load_bisenet_from_an_explicit_path_and_from_the_registry(tmp_path, weights_cache):
+def _pin_to(monkeypatch, name: str, path) -> None:
+    """Make the registry's digest of ``name`` that of ``path`` (a small file standing for the published one)."""
+    import dataclasses
+
+    from etlib import weights
+
+    entry = dataclasses.replace(weights.REGISTRY[name], sha256=weights.sha256_of(path), size=None)
+    monkeypatch.setitem(weights.REGISTRY, name, entry)
+
+
+def test_load_bisenet_from_an_explicit_path_and_from_the_registry(tmp_path, weights_cache, monkeypatch):
+    from etlib.weights import WeightsChecksumError
+
     net = _constant_class_bisenet(11)
     path = tmp_path / "saved.pth"
     torch.save({"module." + k: v for k, v in net.state_dict().items()}, path)  # as DataParallel saves it
@@ -80,7 +92,10 @@ def test_load_bisenet_from_an_explicit_path_and_from_the_registry(tmp_path, weig
         assert torch.equal(loaded.state_dict()[key], value), key
     assert not loaded.training
 
-    torch.save(net.state_dict(), weights_cache / "79999_iter.pth")  # unpinned entry: trusted on first use
+    torch.save(net.state_dict(), weights_cache / "79999_iter.pth")
+    with pytest.raises(WeightsChecksumError, match="sha256|bytes"):  # not the published file: refused
+        bisenet.load_bisenet()
+    _pin_to(monkeypatch, "bisenet_face_parsing", weights_cache / "79999_iter.pth")
     from_registry = bisenet.load_bisenet()
     assert torch.equal(from_registry.cp.resnet.conv1.weight, net.cp.resnet.conv1.weight)
 
@@ -148,11 +163,12 @@ def test_bisenet_masks_backend_end_to_end(tmp_path, cls, mask):
     assert set(masks) >= {"face", "mouth", "teeth", "head", "background", "torso", "hair", "neck"}
 
 
-def test_mask_backend_is_bisenet_when_its_weights_are_present(weights_cache):
+def test_mask_backend_is_bisenet_when_its_weights_are_present(weights_cache, monkeypatch):
     from etlib.preprocess import masks
 
     assert isinstance(masks.get_mask_backend(), masks.LandmarkMasks)
     torch.save(bisenet.BiSeNet().state_dict(), weights_cache / "79999_iter.pth")
+    _pin_to(monkeypatch, "bisenet_face_parsing", weights_cache / "79999_iter.pth")
     assert isinstance(masks.get_mask_backend(), bisenet.BiSeNetMasks)
     assert isinstance(masks.get_mask_backend("landmarks"), masks.LandmarkMasks)
     with pytest.raises(ValueError, match="prefer"):
@@ -384,6 +400,7 @@ def test_run_openface_reads_the_csv_featureextraction_writes(tmp_path):
         'printf "frame, timestamp, AU01_r, AU26_r\\n1, 0.00, 0.25, 3.5\\n2, 0.04, 1.0, 0.0\\n" > "$4/clip.csv"\n'
     )
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    (tmp_path / "clip.mp4").write_bytes(b"")  # OpenFace is faked: the file only has to exist
     aus = run_openface(tmp_path / "clip.mp4", exe=str(exe))
     assert aus.shape == (2, len(AU_NAMES))
     assert aus[0, AU_NAMES.index("AU26")] == 3.5 and aus[1, AU_NAMES.index("AU01")] == 1.0

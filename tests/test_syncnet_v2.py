@@ -54,12 +54,22 @@ def test_embeddings_have_syncnet_python_shapes(model):
         model.embed_faces(torch.rand(1, 3, 5, 96, 96))
 
 
-def test_loads_from_the_weights_cache(weights_cache, model):
+def test_loads_from_the_weights_cache(weights_cache, model, monkeypatch):
+    import dataclasses
+
+    from etlib import weights
+
     with pytest.raises(WeightsMissingError, match="syncnet_v2"):
         load_syncnet_v2()
     # As released (2017): no BatchNorm num_batches_tracked entries.
     state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     torch.save(state, weights_cache / "syncnet_v2.model")
+    with pytest.raises(weights.WeightsChecksumError, match="bytes|sha256"):  # not the published file
+        load_syncnet_v2()
+    entry = dataclasses.replace(
+        weights.REGISTRY["syncnet_v2"], sha256=weights.sha256_of(weights_cache / "syncnet_v2.model"), size=None
+    )
+    monkeypatch.setitem(weights.REGISTRY, "syncnet_v2", entry)  # this test's file stands for the published one
     loaded = load_syncnet_v2()
     assert loaded.name == "syncnet_v2" and not loaded.training
     for k, v in state.items():

