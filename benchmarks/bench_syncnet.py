@@ -12,16 +12,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 
 import numpy as np
 import torch
 
 from etlib.audio.syncnet import train_syncnet
+from etlib.base import add_debug_flag, run_main
 from etlib.config import get_preset
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--iterations", type=int, default=40, help="iterations timed (projected to the preset)")
@@ -29,7 +31,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--width", type=float, default=None, help="override the preset's channel multiplier")
     parser.add_argument("--preset-iterations", type=int, default=None, help="project to this many iterations")
-    args = parser.parse_args()
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     config = get_preset(args.preset).syncnet
@@ -69,7 +72,8 @@ def main() -> None:
             }
         )
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

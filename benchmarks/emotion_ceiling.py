@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from etlib.base import add_debug_flag, run_main
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=Path, default=REPO / "outputs" / "sample_subject")
     parser.add_argument("--emotion-subject", type=Path, default=REPO / "outputs" / "emotion_subject")
     parser.add_argument("--max-frames", type=int, default=40)
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     for path, how in ((args.sample, "make sample"), (args.emotion_subject, "notebook 01 or etlib.preprocess")):
         if not path.exists():
@@ -123,4 +126,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

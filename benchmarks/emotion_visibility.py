@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from etlib.base import add_debug_flag, run_main
+
 #: What the emotion-visibility work aims at (targets, renders, judge); printed beside the measurement.
 GOALS = {
     "target change (grey levels)": ">= 6",
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--frames", type=int, default=3, help="held-out frames to measure on")
     parser.add_argument("--judge", default="auto", help="auto | emonet | fer")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     if (args.run is None) == (args.video is None):
         parser.error("give --run RUN or --video CLIP --work DIR")
@@ -84,7 +87,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (FileNotFoundError, ValueError) as err:  # a bad path or preset: one line, no traceback
-        sys.exit(f"emotion_visibility: {err}")
+    sys.exit(run_main(main))

@@ -11,10 +11,12 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 
 import torch
 
+from etlib.base import add_debug_flag, run_main
 from etlib.config import PRESETS
 from etlib.encoders import HashGrid, TriPlaneEncoder
 
@@ -32,11 +34,12 @@ def time_forward_backward(module: torch.nn.Module, points: torch.Tensor, repeats
     return statistics.median(times)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
     torch.manual_seed(0)
     xyz = (torch.rand(args.points, 3) - 0.5) * 0.3
     results: dict[str, object] = {
@@ -63,7 +66,8 @@ def main() -> None:
                 "triplane_s": round(time_forward_backward(enc, xyz, args.repeats), 4),
             }
     print(json.dumps(results, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

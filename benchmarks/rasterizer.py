@@ -31,6 +31,8 @@ import time
 
 import torch
 
+from etlib.base import add_debug_flag, run_main
+
 TARGET = {"config": "20k Gaussians at 256 px, forward+backward, 2-core CPU", "seconds": 1.0, "peak_gb": 3.0,
           "speedup_over_dense": 3.0}  # fmt: skip
 
@@ -127,7 +129,7 @@ def gsplat_fps(n: int = 50_000, res: int = 512, frames: int = 200) -> dict:
             "device": torch.cuda.get_device_name()}  # fmt: skip
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", nargs=2, type=int, metavar=("N", "RES"), help=argparse.SUPPRESS)
     parser.add_argument("--dense", action="store_true", help=argparse.SUPPRESS)
@@ -136,13 +138,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5k/20k at 128/256 px only")
     parser.add_argument("--dense-configs", default="5000x128", help="where to time the dense reference")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    args = parser.parse_args()
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     if args.worker:
         print(json.dumps(worker(*args.worker, args.repeats, args.dense, args.tile_size)))
-        return
+        return 0
 
     counts = (5_000, 20_000) if args.quick else (5_000, 20_000, 50_000)
     resolutions = (128, 256) if args.quick else (128, 256, 512)
@@ -193,7 +196,8 @@ def main() -> None:
     report["cuda"] = gsplat_fps() if torch.cuda.is_available() else {"available": False, "reason": "no CUDA"}
     report["machine"]["load_average_at_end"] = os.getloadavg()
     print(json.dumps(report, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

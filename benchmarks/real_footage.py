@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from etlib.base import add_debug_flag, run_main
+
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 FPS = 25.0
@@ -332,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="quick", help="smoke | quick | paper")
     parser.add_argument("--train", help="the clip to train (file name or stem; default: the first by name)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     summary = run_benchmark(args.data_dir, args.out_dir, args.preset, args.train, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
@@ -339,4 +342,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

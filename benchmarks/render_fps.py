@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from etlib.base import add_debug_flag, run_main
+
 PAPER = {"fps": 101, "resolution": 512, "device": "RTX 4090"}
 GOAL_GPU_FPS = 300
 
@@ -38,16 +40,15 @@ GOAL_GPU_FPS = 300
 def load_or_build(run: Path | None, subject: Path | None, preset_name: str | None, backend: str):
     """(model, subject folder, preset, where the model came from)."""
     from etlib.config import get_preset
-    from etlib.train.trainer import build_model
+    from etlib.train.checkpoints import read_run_state
+    from etlib.train.trainer import load_model
 
-    if run is not None:
-        st = json.loads((run / "state.json").read_text()) if (run / "state.json").exists() else None
-        if st is None or not st["completed"]:
-            raise FileNotFoundError(f"{run} is not a training run with a completed stage (no state.json)")
+    if run is not None:  # state.json validated, the checkpoint loaded with weights_only=True
+        st = read_run_state(run)
+        model = load_model(run, preset_name, backend=backend)
         preset = get_preset(preset_name or st["preset"])
         last = st["completed"][-1]
-        ckpt = torch.load(run / "checkpoints" / f"model_{last}.pt", weights_only=False, map_location="cpu")
-        return build_model(ckpt, preset, backend=backend), Path(subject or st["subject"]), preset, f"{run} ({last})"
+        return model, Path(subject or st["subject"]), preset, f"{run} ({last})"
     if subject is None:
         raise ValueError("give --run RUN or --subject SUBJECT")
     from etlib.preprocess.subject import SubjectDir
@@ -160,7 +161,7 @@ def measure(model, data, frames, resolutions, device, warmup, backend) -> list[d
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="a training run folder (python -m etlib.train --out RUN)")
     parser.add_argument("--subject", type=Path, help="a preprocessed subject (default: the run's subject)")
@@ -171,7 +172,8 @@ def main() -> None:
     parser.add_argument("--cuda-resolution", type=int, default=512)
     parser.add_argument("--cuda-frames", type=int, default=200)
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU measurement")
-    args = parser.parse_args()
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
 
     from etlib.backends import cuda_available, gsplat_cuda_available, summary, tinycudann_available, torch_threads
     from etlib.train.data import SubjectFrames
@@ -229,7 +231,8 @@ def main() -> None:
     report["backends"] = {k: v for k, v in summary().items() if k in ("rasterizer", "hash_encoder")}
     report["machine"]["load_average_at_end"] = os.getloadavg()
     print(json.dumps(report, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from etlib.base import add_debug_flag, run_main
 
 #: Ordinary sentences outside the paper's curated S5 set and the sample subject's own paragraph.
 UNSEEN_SENTENCES = (
@@ -41,11 +44,12 @@ def sync_of_run(run: Path, subject: Path, syncnet, sentences) -> dict:
     from etlib.audio.tts import synthesize
     from etlib.base import SAMPLE_RATE, to_uint8
     from etlib.evaluation.paper_tables import clip_sync, render_driven
+    from etlib.train.checkpoints import read_run_state
     from etlib.train.data import SubjectFrames
     from etlib.train.trainer import load_model
 
     model = load_model(run).eval()
-    state = json.loads((run / "state.json").read_text())
+    state = read_run_state(run)
     data = SubjectFrames(subject)
     clips = {}
     for k, text in enumerate(sentences):
@@ -70,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", action="append", default=[], metavar="NAME=RUN", help="a trained run, repeatable")
     parser.add_argument("--train-missing", action="store_true", help="train full / no_sync_loss when not given")
     parser.add_argument("--preset", default="quick")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
 
     from etlib.audio.syncnet import load_syncnet
@@ -104,4 +109,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_main(main))

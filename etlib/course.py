@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from etlib.base import add_debug_flag, run_main
 from etlib.config import REPO_ROOT, get_preset, outputs_dir, sample_subject_dir
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -185,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--strip", action="store_true", help="strip outputs from the committed notebooks")
     parser.add_argument("--check-stripped", action="store_true", help="fail if a notebook has outputs")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     if args.strip or args.check_stripped:
         paths = discover()
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@
 Poses and backgrounds loop over the training frames (as TalkingGaussian does for novel audio); the mouth
 follows the new audio's features, the eyes the frames' action units, the emotion the valence/arousal path:
 a constant, keyframes ``"t0:v,a;t1:v,a"`` (seconds, linearly interpolated), or ``circle`` (the 360 degree
-sweep of radius 0.8 of the paper's supplementary video).
+sweep of radius 0.8 of the paper's supplementary video). Valence and arousal must lie in [-1, 1]
+(:func:`etlib.base.check_va`); a value outside, NaN or infinity is refused before anything renders.
 """
 
 from __future__ import annotations
@@ -20,26 +21,38 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from etlib.base import FPS, SAMPLE_RATE, to_uint8
+from etlib.base import FPS, SAMPLE_RATE, add_debug_flag, check_va, check_va_array, run_main, to_uint8
 from etlib.encoders import reuse_encodings
 
 VAPath = Callable[[float], tuple[float, float]]
 
 
 def constant_va(valence: float, arousal: float) -> VAPath:
-    return lambda t: (valence, arousal)
+    """The same ``(valence, arousal)`` at every time; both in [-1, 1]."""
+    va = check_va(valence, arousal)
+    return lambda t: va
 
 
 def keyframe_va(keys: list[tuple[float, float, float]]) -> VAPath:
-    """``[(t_seconds, valence, arousal), ...]`` linearly interpolated, held before the first and after the last."""
+    """``[(t_seconds, valence, arousal), ...]`` linearly interpolated, held before the first and after the last.
+    Times must be finite, valence and arousal in [-1, 1] (so every interpolated value is too)."""
     if not keys:
         raise ValueError("give at least one (time, valence, arousal) keyframe")
+    for t, v, a in keys:
+        if not np.isfinite(float(t)):
+            raise ValueError(f"keyframe times must be finite seconds, got {t!r}")
+        check_va(v, a)
     ts, vs, as_ = (np.array(col, dtype=np.float64) for col in zip(*sorted(keys)))
     return lambda t: (float(np.interp(t, ts, vs)), float(np.interp(t, ts, as_)))
 
 
 def circle_va(radius: float = 0.8, period_s: float = 8.0, start_deg: float = 0.0) -> VAPath:
-    """Once around the valence/arousal circle every ``period_s`` seconds (valence = r cos, arousal = r sin)."""
+    """Once around the valence/arousal circle every ``period_s`` seconds (valence = r cos, arousal = r sin);
+    ``radius`` in [0, 1] keeps the path inside the valence/arousal range."""
+    if not (np.isfinite(radius) and 0.0 <= radius <= 1.0):
+        raise ValueError(f"the circle's radius must be in [0, 1] (valence and arousal stay in [-1, 1]), got {radius!r}")
+    if not (np.isfinite(period_s) and period_s > 0):
+        raise ValueError(f"the circle's period must be a positive number of seconds, got {period_s!r}")
 
     def va(t: float) -> tuple[float, float]:
         angle = np.radians(start_deg) + 2 * np.pi * t / period_s
@@ -60,13 +73,13 @@ def parse_va(spec: str) -> VAPath:
                 t, va = part.split(":")
                 v, a = va.split(",")
                 keys.append((float(t), float(v), float(a)))
-            return keyframe_va(keys)
-        v, a = spec.split(",")
-        return constant_va(float(v), float(a))
+        else:
+            v, a = (float(x) for x in spec.split(","))
     except ValueError:
         raise ValueError(
             f"cannot read the valence/arousal path {spec!r}: use 'circle', 'v,a' or 't0:v,a;t1:v,a'"
         ) from None
+    return keyframe_va(keys) if ":" in spec else constant_va(v, a)  # their messages name the range [-1, 1]
 
 
 def render_frames(
@@ -85,8 +98,12 @@ def render_frames(
     (videos, widgets' clips, the tables' clips). Poses and backgrounds loop over the training frames; valence/arousal
     come from ``va_path`` (a function of the time in seconds, a (T, 2) array, or None for each pose frame's own);
     ``au`` (T, 7) overrides the action units; ``n_frames`` defaults to the audio's length (the audio window holds
-    its last frame beyond it). Each frame is :func:`etlib.train.run_metrics.render_frame`."""
+    its last frame beyond it). Each frame is :func:`etlib.train.run_metrics.render_frame`. Valence and arousal
+    must lie in [-1, 1] (an array is checked whole, before the first frame)."""
     from etlib.train.run_metrics import render_frame
+
+    if va_path is not None and not callable(va_path):
+        va_path = check_va_array(va_path)
 
     feats = data.features_for(audio, SAMPLE_RATE, FPS)
     n = len(feats) if n_frames is None else int(n_frames)
@@ -96,7 +113,7 @@ def render_frames(
         for t in tqdm(range(n), desc=desc, unit="frame", disable=not progress):
             i = ids[t % len(ids)]
             va = None if va_path is None else (va_path(t / FPS) if callable(va_path) else va_path[t])
-            va = None if va is None else np.asarray(va, np.float32)
+            va = None if va is None else np.asarray(check_va(*va), np.float32)
             cond = data.condition(i, va=va, audio=feats, audio_index=min(t, len(feats) - 1))
             if au is not None:
                 cond.au = torch.as_tensor(au[t], dtype=torch.float32)
@@ -122,6 +139,7 @@ def render_video(
 
     if (audio is None) == (text is None):
         raise ValueError("give exactly one of audio= (a file or samples) or text=")
+    path = va if callable(va) else parse_va(va)  # a bad path is refused before the slow parts
     if text is not None:
         from etlib.audio.tts import synthesize
 
@@ -133,7 +151,6 @@ def render_video(
 
     model = load_model(run_dir)
     data = SubjectFrames.for_run(run_dir, model.config["audio_frames"])
-    path = va if callable(va) else parse_va(va)
     frames = render_frames(model, data, samples, path, progress)
     if side_by_side:
         ids = data.train_ids
@@ -154,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--audio", help="a speech file (any format ffmpeg reads)")
     src.add_argument("--text", help="text to speak (TTS)")
-    parser.add_argument("--va", default="0,0", help="'v,a', 't0:v,a;t1:v,a' or 'circle'")
+    parser.add_argument(
+        "--va", default="0,0", help="'v,a', 't0:v,a;t1:v,a' (seconds) or 'circle'; valence and arousal in [-1, 1]"
+    )
     parser.add_argument("--side-by-side", action="store_true")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     print(
         render_video(args.run, args.out, audio=args.audio, text=args.text, va=args.va, side_by_side=args.side_by_side)
@@ -164,4 +184,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -102,9 +102,11 @@ def test_blur_mouth_touches_only_the_mouth(smoke_subject):
 
 
 def test_missing_or_unprocessed_subject_is_a_clear_error(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        emo_eval.main(["--subject", str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
-    assert exit_info.value.code == 2 and "does not exist" in capsys.readouterr().err
+    from etlib.base import run_main
+
+    assert run_main(emo_eval.main, ["--subject", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not exist" in err and len(err.strip().splitlines()) == 1
     (tmp_path / "raw").mkdir()
     with pytest.raises(FileNotFoundError, match="not a processed subject"):
         emo_eval.load_source_frames(tmp_path / "raw", 2)

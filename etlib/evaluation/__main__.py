@@ -2,6 +2,7 @@
 
 import sys
 
+from etlib.base import run_main
 from etlib.evaluation.paper_tables import main
 
-sys.exit(main())
+sys.exit(run_main(main))

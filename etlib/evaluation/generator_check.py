@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from etlib.base import json_default
+from etlib.base import add_debug_flag, json_default, run_main
 from etlib.config import PRESETS, S6_POINTS, get_preset
 
 #: The paper's Table 3, row "Ours" (EmoNet on the rendered emotion-conditioned clip); E-Acc as a fraction.
@@ -425,11 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=None, help="source frames (default: the preset's)")
     parser.add_argument("--judge", default="auto", choices=("auto", "emonet", "fer"))
     parser.add_argument("--gain", type=float, default=None, help="offline generator strength (default: its own)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
-    try:
-        report = evaluate_subject(args.subject, args.out, args.preset, args.frames, args.judge, args.gain)
-    except (FileNotFoundError, ValueError) as err:
-        parser.exit(2, f"error: {err}\n")
+    report = evaluate_subject(args.subject, args.out, args.preset, args.frames, args.judge, args.gain)
     keys = ("V-RMSE", "A-RMSE", "V-SA", "A-SA", "E-Acc", "VA-distance")
     summary = {
         "generator": report["generator"]["ran"],
@@ -449,4 +447,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from etlib.base import FPS, SAMPLE_RATE, to_uint8
+from etlib.base import FPS, SAMPLE_RATE, add_debug_flag, run_main, to_uint8
 from etlib.config import S6_POINTS, EvalSettings, get_preset
 from etlib.preprocess.action_units import AU_NAMES, UPPER_FACE_AUS, au_from_landmarks, neutral_reference
 from etlib.talking.model import Ablation
@@ -548,7 +548,7 @@ def ablation_name(ablation: Ablation) -> str:
 
 
 def _run_notes(run: Path) -> str:
-    state = json.loads((Path(run) / "state.json").read_text())
+    state = json.loads((Path(run) / "state.json").read_text())  # notes only: no path is built from it
     dropped = state.get("terms_dropped", {})
     return "; ".join(f"{k} {v}" for k, v in dropped.items()) or "all loss terms used"
 
@@ -793,16 +793,14 @@ def _evaluate(subject, run, out, emotion_subject, ablation_runs, audio_files, se
               progress) -> Evaluation:  # fmt: skip
     from etlib.io import read_audio
     from etlib.train import load_model
+    from etlib.train.checkpoints import read_run_state
     from etlib.train.data import SubjectFrames
 
     run = Path(run)
-    state_path = run / "state.json"
-    if not state_path.exists():
-        raise FileNotFoundError(f"{run} is not a training run (no state.json); train with `python -m etlib.train`")
+    state = read_run_state(run)  # validated: no unknown stage names, an error that says what to run
     unknown = set(ablation_runs) - set(Ablation.NAMES)
     if unknown:
         raise ValueError(f"unknown ablation names {sorted(unknown)}; choose from {', '.join(Ablation.NAMES)}")
-    state = json.loads(state_path.read_text())
     settings = settings or settings_for(state["preset"])
     backends = backends or make_backends(syncnet_path, [run.parent, *([out] if out else [])])
     desc = backends.describe()
@@ -890,6 +888,7 @@ def main(argv: list[str] | None = None, print_fn: Callable[[str], None] = print)
     parser.add_argument("--syncnet", help="a SyncNet checkpoint (etlib.audio.syncnet.train_syncnet)")
     parser.add_argument("--settings", help="smoke | quick | paper sizes (default: the run's preset)")
     parser.add_argument("--quiet", action="store_true")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     ev = evaluate(
         args.subject,
@@ -907,4 +906,4 @@ def main(argv: list[str] | None = None, print_fn: Callable[[str], None] = print)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

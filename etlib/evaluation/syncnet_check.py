@@ -53,7 +53,7 @@ from etlib.audio.syncnet import (
     load_syncnet,
     train_syncnet,
 )
-from etlib.base import SAMPLE_RATE, json_default
+from etlib.base import SAMPLE_RATE, add_debug_flag, json_default, run_main
 from etlib.config import PRESETS
 from etlib.io import read_audio
 from etlib.preprocess import SubjectDir
@@ -618,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         default=HOLDOUT_SECONDS,
         help="end of the training split that SyncNet leaves out and is scored on with the test split",
     )
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     report = evaluate_subject(
         args.subject, args.out, args.preset, args.iterations, tts=not args.no_tts, holdout_s=args.holdout_seconds
@@ -654,4 +655,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

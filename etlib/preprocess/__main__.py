@@ -4,6 +4,7 @@ import argparse
 import json
 import sys
 
+from etlib.base import add_debug_flag, run_main
 from etlib.preprocess.pipeline import STEPS, preprocess
 
 
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-missing-faces", action="store_true", help="fill faceless frames from neighbours")
     parser.add_argument("--force", action="store_true", help="re-run the chosen steps even if done")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     subject = preprocess(
         args.video,
@@ -36,4 +38,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -39,7 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
+from etlib.base import EtlibError
 from etlib.preprocess.template import RIGID, mean_face_68
+
+
+class OpenFaceError(EtlibError, RuntimeError):
+    """OpenFace's FeatureExtraction failed or wrote nothing; the message carries its last words."""
+
 
 AU_NAMES = (
     "AU01",
@@ -174,13 +180,24 @@ def read_openface_csv(path: Path, names=AU_NAMES) -> np.ndarray:
 
 
 def run_openface(video: Path, exe: str | None = None) -> np.ndarray:
-    """Run OpenFace's ``FeatureExtraction`` on a video and read its AU intensities."""
+    """Run OpenFace's ``FeatureExtraction`` on a video file (``-f``) or a folder of frames (``-fdir``, in
+    file-name order, as the subject's ``frames/``) and read its AU intensities."""
     exe = exe or shutil.which("FeatureExtraction")
     if exe is None:
         raise FileNotFoundError("OpenFace's FeatureExtraction is not on PATH; install OpenFace or give --au-csv")
+    video = Path(video)
+    if not video.exists():
+        raise FileNotFoundError(f"no video or folder of frames at {video} for OpenFace")
+    source = ["-fdir" if video.is_dir() else "-f", str(video)]
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([exe, "-f", str(video), "-out_dir", tmp, "-aus"], check=True, capture_output=True)
+        proc = subprocess.run([exe, *source, "-out_dir", tmp, "-aus"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = " ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+            raise OpenFaceError(
+                f"OpenFace FeatureExtraction failed on {video} (exit {proc.returncode}): {tail}; "
+                "fix OpenFace or give its CSV with --au-csv"
+            )
         csvs = list(Path(tmp).glob("*.csv"))
         if not csvs:
-            raise RuntimeError(f"OpenFace wrote no CSV for {video}")
+            raise OpenFaceError(f"OpenFace wrote no CSV for {video}; give its CSV with --au-csv")
         return read_openface_csv(csvs[0])

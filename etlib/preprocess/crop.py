@@ -60,7 +60,10 @@ def choose_crop_window(boxes: list[tuple[float, float, float, float]], width: in
     face centred as far as the frame allows) if the frame is too small.
     """
     if not boxes:
-        raise ValueError("no face found on any sampled frame: is there a face in this video?")
+        raise ValueError(
+            "no face found on any sampled frame: give a video of one person facing the camera, the face at least "
+            "80 pixels across"
+        )
     b = np.asarray(boxes, dtype=np.float64)
     sizes = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
     size = float(np.median(sizes))

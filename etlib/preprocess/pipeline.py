@@ -75,7 +75,8 @@ def check_video(video: Path) -> dict:
 
     video = Path(video)
     if not video.is_file():
-        raise FileNotFoundError(f"video not found: {video}")
+        what = "is a folder, not a video" if video.is_dir() else "not found"
+        raise FileNotFoundError(f"video {what}: {video} (check the path)")
     info = probe(video)  # raises NotAVideoError with ffmpeg's reason
     if info.video is None:
         from etlib.io import NotAVideoError
@@ -368,6 +369,9 @@ def preprocess(
     unknown = [s for s in chosen if s not in STEPS]
     if unknown:
         raise ValueError(f"unknown steps {unknown}; steps are {', '.join(STEPS)}")
+    for flag, given in (("--ground-truth", ground_truth), ("--au-csv", au_csv)):
+        if given is not None and not Path(given).is_file():  # refused now, not after an hour of steps
+            raise FileNotFoundError(f"{flag} {given}: no such file")
     ground_truth = Path(ground_truth) if ground_truth else find_ground_truth(video)
     runners: dict[str, Callable[[], dict]] = {
         "frames": lambda: step_frames(video, subject, preset, progress),

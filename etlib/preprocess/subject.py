@@ -77,6 +77,22 @@ class SubjectDir:
         atomic_write_text(self.meta_path, json.dumps(meta, indent=2, default=json_default))
         return meta
 
+    def require_processed(self, steps: tuple[str, ...] | list[str]) -> dict[str, Any]:
+        """This subject's ``meta.json`` when the folder exists and ``steps`` are done; otherwise a
+        FileNotFoundError that names the folder, what is missing and the command that makes it."""
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f"no subject folder at {self.root}: make one with `python -m etlib.preprocess VIDEO {self.root}`"
+            )
+        meta = self.meta()
+        missing = [step for step in steps if step not in meta.get("steps", {})]
+        if missing:
+            raise FileNotFoundError(
+                f"{self.root} is not fully preprocessed (missing steps: {', '.join(missing)}); run "
+                f"`python -m etlib.preprocess VIDEO {self.root}` first"
+            )
+        return meta
+
     def step_done(self, step: str) -> bool:
         return step in self.meta().get("steps", {})
 

@@ -3,7 +3,9 @@
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from etlib.base import add_debug_flag, run_main
 from etlib.talking.model import Ablation
 from etlib.train.stages import STAGE_NAMES
 
@@ -17,11 +19,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation", default="full", choices=Ablation.NAMES, help="a Table 4 variant")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--syncnet", help="a SyncNet trained on this subject (etlib.evaluation.syncnet_check) for L_sync"
+        "--syncnet",
+        help="a SyncNet trained on this subject (etlib.evaluation.syncnet_check) for L_sync; without it (and "
+        "without the lipsync_expert weights) L_sync is off, which the run says and records in state.json",
     )
     parser.add_argument("--no-eval", action="store_true", help="skip the test-split metrics at the end")
     parser.add_argument("--quiet", action="store_true")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
+    if args.syncnet is not None and not Path(args.syncnet).is_file():  # before any slow set-up
+        raise FileNotFoundError(
+            f"--syncnet {args.syncnet}: no such file; check the path, or write one with "
+            "`python -m etlib.evaluation.syncnet_check --subject SUBJECT --out DIR` (DIR/syncnet.pt)"
+        )
 
     from etlib.train.run_metrics import evaluate_run
     from etlib.train.trainer import Trainer, default_emotion_targets
@@ -46,4 +56,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -7,7 +7,6 @@ background C_background (the frame with the head inpainted), the camera, and the
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +14,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from etlib.base import check_va_array
 from etlib.gaussians import Camera
 from etlib.preprocess.action_units import UPPER_FACE_AUS
 from etlib.preprocess.subject import SubjectDir
 from etlib.talking.model import FrameCondition
+from etlib.train.checkpoints import read_run_state
 
 #: Per-frame audio features (etlib.audio.features.per_frame_features) are 16 mel bands x 4 time bins.
 AUDIO_BANDS, AUDIO_BINS = 16, 4
@@ -54,22 +55,15 @@ class SubjectFrames:
             with the offline generator records its origin (:meth:`for_run`).
     """
 
+    #: The preprocessing steps whose outputs training and rendering read.
+    REQUIRED_STEPS = ("landmarks", "pose", "masks", "normals", "aus", "va", "split")
+
     def __init__(
         self, subject: SubjectDir | str, audio_frames: int = 8, va_origin: np.ndarray | list | None = None
     ) -> None:
         self.subject = subject if isinstance(subject, SubjectDir) else SubjectDir(subject)
         s = self.subject
-        meta = s.meta()
-        missing = [
-            step
-            for step in ("landmarks", "pose", "masks", "normals", "aus", "va", "split")
-            if step not in meta.get("steps", {})
-        ]
-        if missing:
-            raise FileNotFoundError(
-                f"{s.root} is not fully preprocessed (missing steps: {', '.join(missing)}); run "
-                f"`python -m etlib.preprocess VIDEO {s.root}` first"
-            )
+        meta = s.require_processed(self.REQUIRED_STEPS)
         self.n = s.n_frames
         self.resolution = int(meta["resolution"])
         self.K, self.w2c = s.cameras()
@@ -100,8 +94,15 @@ class SubjectFrames:
     @classmethod
     def for_run(cls, run_dir: str | Path, audio_frames: int = 8, subject: SubjectDir | str | None = None):
         """The frames of a training run's subject (or ``subject``), with the run's valence/arousal origin."""
-        state = json.loads((Path(run_dir) / "state.json").read_text())
-        return cls(subject if subject is not None else state["subject"], audio_frames, state.get("va_origin"))
+        state = read_run_state(run_dir)
+        if subject is None:
+            subject = state["subject"]
+            if not Path(subject).is_dir():
+                raise FileNotFoundError(
+                    f"the subject folder this run was trained on, {subject} (recorded in "
+                    f"{Path(run_dir) / 'state.json'}), does not exist: put it back, or pass the subject explicitly"
+                )
+        return cls(subject, audio_frames, state.get("va_origin"))
 
     # -- conditions ---------------------------------------------------------------------------------
     def features_for(self, wave: np.ndarray, sr: int = 16000, fps: float = 25.0) -> np.ndarray:
@@ -120,9 +121,21 @@ class SubjectFrames:
         return torch.from_numpy(window.copy())
 
     def condition(
-        self, i: int, va: np.ndarray | None = None, audio: np.ndarray | None = None, audio_index=None
+        self,
+        i: int,
+        va: np.ndarray | None = None,
+        audio: np.ndarray | None = None,
+        audio_index=None,
+        *,
+        check_va: bool = True,
     ) -> FrameCondition:
-        """The frame's own a, u, e; ``va`` and ``audio`` (features of other speech) override them."""
+        """The frame's own a, u, e; ``va`` and ``audio`` (features of other speech) override them.
+
+        A given ``va`` must lie in [-1, 1] (:func:`etlib.base.check_va`); ``check_va=False`` is for labels
+        measured on the subject's own frames, which, relative to its resting face (``va_origin``), may go
+        beyond that range."""
+        if va is not None and check_va:
+            va = check_va_array(va)
         return FrameCondition(
             audio=self.audio_window(i if audio_index is None else audio_index, audio),
             au=torch.from_numpy(self.au[i].astype(np.float32)),

@@ -161,7 +161,7 @@ def evaluate_emotion_clip(
     with_e, without_e, truth = [], [], []
     with reuse_encodings(model):
         for i in tqdm(ids, desc="emotion clip", disable=not progress):
-            cond = data.condition(i, va=va_truth[i])
+            cond = data.condition(i, va=va_truth[i], check_va=False)  # measured, relative to the resting face
             with_e.append(render_frame(model, data, i, cond, emotion=True))
             without_e.append(render_frame(model, data, i, cond, emotion=False))
             truth.append(s.read_frame(i).astype(np.float32) / 255.0)

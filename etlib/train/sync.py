@@ -111,15 +111,22 @@ def lower_half_window(box: torch.Tensor, width: int, height: int, margin: int = 
 
 def make_sync_loss(data: SubjectFrames, syncnet_path: str | Path | None = None, every: int = 4) -> SyncLossTerm | None:
     """L_sync with the pretrained lip-sync expert when present, else a SyncNet trained on this subject at
-    ``syncnet_path`` (``etlib.evaluation.syncnet_check`` / notebook 05 write one); None when neither exists."""
+    ``syncnet_path`` (``etlib.evaluation.syncnet_check`` / notebook 05 write one); None when neither is
+    given (the trainer says so and records it). A ``syncnet_path`` that does not exist is an error, never a
+    silently skipped term."""
     from etlib.audio.sentences import curated_texts
     from etlib.audio.syncnet import load_lipsync_expert, load_syncnet
     from etlib.audio.tts import synthesize
     from etlib.weights import is_present
 
+    if syncnet_path is not None and not Path(syncnet_path).is_file():
+        raise FileNotFoundError(
+            f"no SyncNet checkpoint at {syncnet_path} (given for L_sync): check the path, or write one with "
+            "`python -m etlib.evaluation.syncnet_check --subject SUBJECT --out DIR` (DIR/syncnet.pt)"
+        )
     if is_present("lipsync_expert"):
         syncnet = load_lipsync_expert()
-    elif syncnet_path is not None and Path(syncnet_path).exists():
+    elif syncnet_path is not None:
         syncnet = load_syncnet(syncnet_path)
     else:
         return None

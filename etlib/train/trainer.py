@@ -2,15 +2,23 @@
 
     python -m etlib.train --subject DIR --preset quick --out RUN
 
-``RUN/`` holds ``state.json`` (completed stages, seconds, backends), ``checkpoints/`` (the model after each
-stage, and the latest mid-stage checkpoint: model, optimizers, densification state, random generators,
-loss history), ``losses.csv`` and ``losses.png``. Re-running the same command continues exactly where it
-stopped: a resumed run ends with the same parameters as an unbroken one (same seed).
+``RUN/`` holds ``state.json`` (completed stages, seconds, backends, optional terms that are off),
+``checkpoints/`` (the model after each stage, and the two newest mid-stage checkpoints: model, optimizers,
+densification state, random generators, loss history), ``losses.csv`` and ``losses.png``. Re-running the same
+command continues exactly where it stopped: a resumed run ends with the same parameters as an unbroken one
+(same seed).
+
+Checkpoints hold tensors and plain data only and are loaded with ``weights_only=True``
+(:mod:`etlib.train.checkpoints`). One that cannot be read is reported by name, set aside (``*.corrupt``) and
+training resumes from the previous good one; a loss term that is not finite stops the stage before anything
+of it is saved.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from etlib import losses
-from etlib.base import atomic_torch_save, atomic_write_text
+from etlib.base import EtlibError, atomic_torch_save, atomic_write_text
 from etlib.config import OPTIMIZER, Preset, get_preset
 from etlib.encoders import reuse_encodings
 from etlib.gaussians.densify import Densifier
@@ -29,6 +37,14 @@ from etlib.gaussians.model import GaussianSet
 from etlib.preprocess.subject import SubjectDir
 from etlib.talking.init import initial_gaussians
 from etlib.talking.model import Ablation, EmoTalkingGaussian
+from etlib.train.checkpoints import (
+    CheckpointError,
+    latest_paths,
+    load_checkpoint,
+    model_path,
+    read_run_state,
+    validate_state,
+)
 from etlib.train.data import Sample, SubjectFrames
 from etlib.train.stages import STAGE_NAMES, STAGES, Stage, get_stage
 
@@ -38,6 +54,15 @@ CHECKPOINT_FORMAT = "etlib.EmoTalkingGaussian/1"
 #: would cost nothing (the masked target is black there too) and would hide the inside-mouth layer, teeth
 #: included, in the composite of Eq. S10; over a colour no face has, only transparency matches.
 FACE_KEY_COLOR = (0.0, 1.0, 0.0)
+
+
+class NonFiniteError(EtlibError, FloatingPointError):
+    """A loss term or a parameter became NaN or infinite: the stage stops before saving anything of it."""
+
+
+def _note(message: str) -> None:
+    """One line for the person running the training (stderr, so it survives ``--quiet`` and stdout JSON)."""
+    print(f"note: {message}", file=sys.stderr, flush=True)
 
 
 class EmotionTargets(Protocol):
@@ -73,6 +98,7 @@ class SyncLoss(Protocol):
 
 
 def model_state(model: EmoTalkingGaussian) -> dict[str, Any]:
+    """The model as tensors and plain data (loadable with ``weights_only=True``): Gaussians, networks, config."""
     return {
         "format": CHECKPOINT_FORMAT,
         "config": model.config,
@@ -87,6 +113,7 @@ def _gaussians_from(t: dict[str, torch.Tensor]) -> GaussianSet:
 
 
 def build_model(state: dict[str, Any], preset: Preset, backend: str = "auto") -> EmoTalkingGaussian:
+    """The model a :func:`model_state` dictionary describes, with ``preset``'s hash-grid sizes."""
     if state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError("not an EmoTalkingGaussian checkpoint (saved by etlib.train)")
     cfg = state["config"]
@@ -106,17 +133,29 @@ def build_model(state: dict[str, Any], preset: Preset, backend: str = "auto") ->
     return model
 
 
-def load_model(run_dir: str | Path, preset: str | Preset | None = None) -> EmoTalkingGaussian:
-    """The model after the last completed stage of a run."""
+def load_model(run_dir: str | Path, preset: str | Preset | None = None, backend: str = "auto") -> EmoTalkingGaussian:
+    """The model after the last completed stage of a run (``state.json`` validated, ``weights_only`` load).
+
+    Raises:
+        FileNotFoundError: no run there, or no stage has completed.
+        CheckpointError: the last stage's checkpoint cannot be read; the message says how to recover.
+    """
     run_dir = Path(run_dir)
-    state_path = run_dir / "state.json"
-    if not state_path.exists():
-        raise FileNotFoundError(f"{run_dir} is not a training run (no state.json); train with `python -m etlib.train`")
-    st = json.loads(state_path.read_text())
+    st = read_run_state(run_dir)
     if not st["completed"]:
-        raise FileNotFoundError(f"no stage of {run_dir} has completed yet")
-    ckpt = torch.load(run_dir / "checkpoints" / f"model_{st['completed'][-1]}.pt", weights_only=False)
-    return build_model(ckpt, get_preset(preset or st["preset"]))
+        raise FileNotFoundError(
+            f"no stage of {run_dir} has completed yet: finish it with `python -m etlib.train --subject "
+            f"{st['subject']} --out {run_dir}`"
+        )
+    path = model_path(run_dir, st["completed"][-1])
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as err:
+        raise CheckpointError(
+            f"{err}. Run `python -m etlib.train --subject {st['subject']} --out {run_dir}` again: it sets the file "
+            "aside and re-trains that stage from the last good checkpoint"
+        ) from err
+    return build_model(ckpt, get_preset(preset or st["preset"]), backend=backend)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -152,6 +191,7 @@ class Trainer:
         self.preset = get_preset(preset)
         self.ablation = Ablation.from_name(ablation) if isinstance(ablation, str) else ablation
         self.subject = SubjectDir(subject)
+        self.subject.require_processed(SubjectFrames.REQUIRED_STEPS)
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.seed = seed
@@ -179,7 +219,7 @@ class Trainer:
             "seed": self.seed,
         }
         if path.exists():
-            st = json.loads(path.read_text())
+            st = read_run_state(self.run_dir)
             for key, value in want.items():
                 if st.get(key) != value:
                     raise ValueError(
@@ -206,12 +246,25 @@ class Trainer:
         return [round(float(x), 4) for x in np.median(va, axis=0)]
 
     def _save_state(self) -> None:
+        validate_state(self.state, self.run_dir / "state.json")  # never write what could not be read back
         atomic_write_text(self.run_dir / "state.json", json.dumps(self.state, indent=2))
 
+    def _set_aside(self, path: Path) -> Path:
+        """Rename an unreadable checkpoint to ``<name>.corrupt`` (kept for inspection, never loaded again)."""
+        bad = path.with_name(path.name + ".corrupt")
+        path.replace(bad)
+        return bad
+
     def _load_or_create_model(self) -> EmoTalkingGaussian:
-        if self.state["completed"]:
-            ckpt = torch.load(self.ckpt_dir / f"model_{self.state['completed'][-1]}.pt", weights_only=False)
-            return build_model(ckpt, self.preset)
+        """The model of the last completed stage whose checkpoint loads. An unreadable one is reported by name
+        and set aside, and its stage and the ones after it count as not done (they train again)."""
+        while self.state["completed"]:
+            stage = self.state["completed"][-1]
+            path = model_path(self.run_dir, stage)
+            try:
+                return build_model(load_checkpoint(path), self.preset)
+            except CheckpointError as err:
+                self._forget_stages_from(stage, err, self._set_aside(path) if path.exists() else None)
         torch.manual_seed(self.seed)
         mouth, face = initial_gaussians(
             self.subject,
@@ -230,6 +283,35 @@ class Trainer:
             hash_grid=self.preset.hash_grid,
             ablation=self.ablation,
         )
+
+    def _forget_stages_from(self, stage: str, err: CheckpointError, moved: Path | None) -> None:
+        """Mark ``stage`` and every later one not done (their mid-stage checkpoints and loss rows go too),
+        after its checkpoint failed to load; say so on stderr and in ``state.json`` (``recovered``)."""
+        dropped = list(STAGE_NAMES[STAGE_NAMES.index(stage) :])
+        self.state["completed"] = [s for s in self.state["completed"] if s not in dropped]
+        for name in dropped:
+            self.state["seconds"].pop(name, None)
+            self.state.get("skipped", {}).pop(name, None)
+            for path in latest_paths(self.run_dir, name):
+                path.unlink(missing_ok=True)
+        previous = self.state["completed"][-1] if self.state["completed"] else None
+        resume = (
+            f"resuming from {model_path(self.run_dir, previous).name} and training {stage} again"
+            if previous
+            else "no good checkpoint is left, so training starts again from the first stage"
+        )
+        _note(f"{err}; {resume}" + (f" (the bad file is kept as {moved.name})" if moved else ""))
+        self.state.setdefault("recovered", []).append(
+            {
+                "checkpoint": str(model_path(self.run_dir, stage).relative_to(self.run_dir)),
+                "error": str(err),
+                "resumed_from": previous,
+            }
+        )
+        self._save_state()
+        if (self.run_dir / "losses.csv").exists():
+            self.history = [r for r in self._read_history() if r["stage"] not in dropped]
+            self._write_history()
 
     def _read_history(self) -> list[dict[str, float]]:
         path = self.run_dir / "losses.csv"
@@ -403,7 +485,7 @@ class Trainer:
             terms |= self._sync_term(stage, s, w.beta6_sync, rng, it)
         elif stage.name == "emotion_network":  # Eq. S15
             va, image, mask, normal, changed = self._emotion_target(s, rng)
-            cond = self.data.condition(s.index, va=va)
+            cond = self.data.condition(s.index, va=va, check_va=False)  # relative labels may leave [-1, 1]
             layer = m.face_layer(cond, emotion=True)
             out = m.render_layer(layer, s.camera, normals=self.ablation.normal_loss)
             terms = self._face_layer_terms(out, image, mask, w.beta1_dssim, w.beta2_lpips, changed=changed)
@@ -427,9 +509,58 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     def _latest_path(self, stage: Stage) -> Path:
-        return self.ckpt_dir / f"latest_{stage.name}.pt"
+        return latest_paths(self.run_dir, stage.name)[0]
+
+    def _check_finite_parameters(self, stage: Stage, iteration: int) -> None:
+        """Refuse to save a model with a NaN or infinite parameter (a finite loss can still step into one)."""
+        for layer in ("mouth", "face"):
+            for key, value in getattr(self.model, layer).tensors().items():
+                if not torch.isfinite(value).all():
+                    raise NonFiniteError(
+                        f"stage {stage.name}, step {iteration}: the {layer} Gaussians' {key} became non-finite, so "
+                        f"nothing of this step was saved; {self._resume_hint(stage)}"
+                    )
+        for name in ("f_M", "f_F", "f_E"):
+            net = getattr(self.model, name)
+            if net is None:
+                continue
+            for key, value in net.state_dict().items():
+                if torch.is_floating_point(value) and not torch.isfinite(value).all():
+                    raise NonFiniteError(
+                        f"stage {stage.name}, step {iteration}: {name}.{key} became non-finite, so nothing of this "
+                        f"step was saved; {self._resume_hint(stage)}"
+                    )
+
+    def _resume_hint(self, stage: Stage) -> str:
+        """Where a re-run would resume after a stage stopped, and what to try."""
+        latest, previous = latest_paths(self.run_dir, stage.name)
+        done = self.state["completed"]
+        kept = next((p.name for p in (latest, previous) if p.exists()), None)
+        kept = kept or (model_path(self.run_dir, done[-1]).name if done else None)
+        where = f"the last good checkpoint, {kept}, is kept" if kept else "no checkpoint of this run was written yet"
+        return (
+            f"{where}. Check the subject's report.json for bad frames or use a smaller learning rate "
+            "(config.OPTIMIZER), then run the same command again"
+        )
+
+    def _check_finite_loss(self, stage: Stage, iteration: int, total: torch.Tensor, terms: dict[str, float]) -> None:
+        """Stop the stage, before backward, step or checkpoint, when a loss term is NaN or infinite."""
+        bad = [(name, value) for name, value in terms.items() if not math.isfinite(value)]
+        if not bad and not torch.isfinite(total.detach()).all():
+            bad = [("total (weighted sum)", float(total.detach()))]
+        if bad:
+            name, value = bad[0]
+            raise NonFiniteError(
+                f"stage {stage.name}, step {iteration}: loss term {name} is {value} (not finite), so training "
+                f"stopped before the update and nothing of this step was saved; {self._resume_hint(stage)}"
+            )
 
     def _save_latest(self, stage, iteration, gauss_opts, net_opt, densifier, rng) -> None:
+        """The mid-stage checkpoint after ``iteration``; the previous one is kept as a fall-back."""
+        self._check_finite_parameters(stage, iteration)
+        latest, previous = latest_paths(self.run_dir, stage.name)
+        if latest.exists():
+            latest.replace(previous)
         atomic_torch_save(
             {
                 "stage": stage.name,
@@ -446,19 +577,46 @@ class Trainer:
         )
         self._write_history()
 
-    def _restore_latest(self, stage: Stage):
-        ckpt = torch.load(self._latest_path(stage), weights_only=False)
-        self.model = build_model(ckpt["model"], self.preset)
-        self.history = self.history[: ckpt["history_len"]]
-        return ckpt
+    def _restore_latest(self, stage: Stage) -> dict[str, Any] | None:
+        """The newest mid-stage checkpoint of ``stage`` that loads (the model is restored from it), or None.
+        An unreadable one is reported by name and set aside."""
+        failed = False
+        for path in latest_paths(self.run_dir, stage.name):
+            if not path.exists():
+                continue
+            try:
+                ckpt = load_checkpoint(path)
+                model = build_model(ckpt["model"], self.preset)
+                if ckpt.get("stage") != stage.name:
+                    raise CheckpointError(f"checkpoint {path} belongs to stage {ckpt.get('stage')!r}")
+            except (CheckpointError, KeyError, ValueError) as err:
+                moved = self._set_aside(path)
+                _note(f"{err}; the file is kept as {moved.name}")
+                self.state.setdefault("recovered", []).append(
+                    {"checkpoint": str(path.relative_to(self.run_dir)), "error": str(err)}
+                )
+                self._save_state()
+                failed = True
+                continue
+            if failed:
+                _note(f"{stage.name} resumes from the older checkpoint {path.name} (after step {ckpt['iteration']})")
+            self.model = model
+            self.history = self.history[: ckpt["history_len"]]
+            return ckpt
+        if failed:
+            _note(
+                f"no readable mid-stage checkpoint of {stage.name} is left: the stage starts again from its beginning"
+            )
+        return None
 
     # -- main loop -----------------------------------------------------------------------------------------
     def run_stage(self, stage: Stage) -> None:
         iterations = self._stage_iterations(stage)
-        start, ckpt = 0, None
-        if self._latest_path(stage).exists():
-            ckpt = self._restore_latest(stage)
+        start, ckpt = 0, self._restore_latest(stage)
+        if ckpt is not None:
             start = ckpt["iteration"] + 1
+        else:
+            self.history = [r for r in self.history if r["stage"] != stage.name]  # rows of an abandoned attempt
         gauss_opts, net_opt = self._optimizers(stage)
         self.model.requires_grad_(False)
         for opt in [*gauss_opts.values(), *([net_opt] if net_opt else [])]:
@@ -490,6 +648,7 @@ class Trainer:
             sample = self.data.sample(int(rng.choice(self.data.train_ids)))
             with reuse_encodings(self.model):  # H(mu) once for the frame and L_sync's five renders
                 total, terms, meta = self.stage_loss(stage, sample, rng, it)
+            self._check_finite_loss(stage, it, total, terms)
             if densifier is not None:
                 densifier.step_pre_backward(it, meta)
             total.backward()
@@ -502,23 +661,39 @@ class Trainer:
             bar.set_postfix(loss=f"{float(total.detach()):.4f}", n=len(getattr(self.model, stage.gaussians or "face")))
             if (it + 1) % self.preset.checkpoint_every == 0 and it + 1 < iterations:
                 self._save_latest(stage, it, gauss_opts, net_opt, densifier, rng)
-        atomic_torch_save(model_state(self.model), self.ckpt_dir / f"model_{stage.name}.pt")
+        self._check_finite_parameters(stage, iterations - 1)
+        atomic_torch_save(model_state(self.model), model_path(self.run_dir, stage.name))
         self._write_history()
         self.state["completed"].append(stage.name)
         self.state["seconds"][stage.name] = round(
             self.state["seconds"].get(stage.name, 0) + time.perf_counter() - t0, 2
         )
-        self.state.setdefault("terms_dropped", {})
+        self._record_optional_terms()
+        self._save_state()
+        for path in latest_paths(self.run_dir, stage.name):
+            path.unlink(missing_ok=True)
+
+    def _dropped_terms(self) -> dict[str, str]:
+        """The optional loss terms that are off in this run, and why."""
+        dropped = {}
         if not self.lpips.available:
-            self.state["terms_dropped"]["lpips"] = f"unavailable: {self.lpips.reason}"
+            dropped["lpips"] = f"unavailable: {self.lpips.reason}"
+        if self.sync is None:
+            dropped["sync"] = (
+                "disabled by the ablation"
+                if not self.ablation.sync_loss
+                else "no SyncNet given (python -m etlib.train --syncnet PATH, e.g. the syncnet.pt that "
+                "python -m etlib.evaluation.syncnet_check writes) and no lipsync_expert weights"
+            )
+        return dropped
+
+    def _record_optional_terms(self) -> dict[str, str]:
+        """Write the optional terms that are off (``terms_dropped``) and L_sync's SyncNet (``sync``) to the state."""
+        dropped = self._dropped_terms()
+        self.state.setdefault("terms_dropped", {}).update(dropped)
         if self.sync is not None:
             self.state["sync"] = self.sync.name
-        else:
-            self.state["terms_dropped"]["sync"] = (
-                "disabled by the ablation" if not self.ablation.sync_loss else "no SyncNet given"
-            )
-        self._save_state()
-        self._latest_path(stage).unlink(missing_ok=True)
+        return dropped
 
     def run(
         self, stages: Iterable[str] | None = None, on_stage_end: Callable[[str], None] | None = None
@@ -531,6 +706,10 @@ class Trainer:
 
     def _run(self, stages: Iterable[str] | None, on_stage_end: Callable[[str], None] | None) -> dict[str, Any]:
         wanted = list(STAGE_NAMES) if stages is None else [get_stage(s).name for s in stages]
+        if any(s not in self.state["completed"] for s in wanted):  # say once, up front, what is off
+            for term, why in self._record_optional_terms().items():
+                _note(f"optional loss term {term} is off: {why} (recorded in {self.run_dir / 'state.json'})")
+            self._save_state()
         for stage in STAGES:
             if stage.name in self.state["completed"]:
                 continue
@@ -545,7 +724,7 @@ class Trainer:
             if reason:
                 self.state["completed"].append(stage.name)
                 self.state.setdefault("skipped", {})[stage.name] = reason
-                atomic_torch_save(model_state(self.model), self.ckpt_dir / f"model_{stage.name}.pt")
+                atomic_torch_save(model_state(self.model), model_path(self.run_dir, stage.name))
                 self._save_state()
                 continue
             self.run_stage(stage)
