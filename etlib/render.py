@@ -61,25 +61,35 @@ def circle_va(radius: float = 0.8, period_s: float = 8.0, start_deg: float = 0.0
     return va
 
 
+def parse_keyframes(spec: str) -> list[list[float]]:
+    """``"t0:v,a;t1:v,a"`` (seconds; an empty text is no keyframe) as ``[[t, v, a], ...]`` sorted by time."""
+    keys = []
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        try:
+            t, va = part.split(":")
+            v, a = va.split(",")
+            keys.append([float(t), float(v), float(a)])
+        except ValueError:
+            raise ValueError(
+                f"cannot read the keyframe {part!r}: write it as 't:v,a' (seconds, valence, arousal)"
+            ) from None
+    return sorted(keys)
+
+
 def parse_va(spec: str) -> VAPath:
     """``"circle"``, ``"v,a"`` or ``"t0:v,a;t1:v,a"``."""
     spec = spec.strip()
     if spec == "circle":
         return circle_va()
+    if ":" in spec:
+        return keyframe_va([tuple(k) for k in parse_keyframes(spec)])
     try:
-        if ":" in spec:
-            keys = []
-            for part in spec.split(";"):
-                t, va = part.split(":")
-                v, a = va.split(",")
-                keys.append((float(t), float(v), float(a)))
-        else:
-            v, a = (float(x) for x in spec.split(","))
+        v, a = (float(x) for x in spec.split(","))
     except ValueError:
         raise ValueError(
             f"cannot read the valence/arousal path {spec!r}: use 'circle', 'v,a' or 't0:v,a;t1:v,a'"
         ) from None
-    return keyframe_va(keys) if ":" in spec else constant_va(v, a)  # their messages name the range [-1, 1]
+    return constant_va(v, a)  # outside the try: its message names the range [-1, 1]
 
 
 def render_frames(

@@ -51,3 +51,29 @@ def smoke_subject(small_sample_subject, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("smoke_subject")
     return preprocess(small_sample_subject / "talking.mp4", out, "smoke", progress=False)
+
+
+@pytest.fixture(scope="session")
+def trained_smoke_run(smoke_subject, tmp_path_factory) -> Path:
+    """A run of all six stages on the smoke subject, short everywhere but the emotion stage (100 steps), so
+    valence/arousal visibly move the face (1.9-3.3 grey levels over the face mask at the S6 points and at
+    e = (1, 0)); about 10 s on 2 cores. ``$ETLIB_WIDGETS_RUN`` names an existing run to use instead."""
+    import os
+
+    import torch
+
+    from etlib.config import StageIterations, get_preset
+    from etlib.emoface.targets import make_emotion_targets
+    from etlib.train import Trainer
+
+    if os.environ.get("ETLIB_WIDGETS_RUN"):
+        return Path(os.environ["ETLIB_WIDGETS_RUN"])
+    preset = get_preset("smoke").with_overrides(iterations=StageIterations(20, 20, 2, 2, 100, 2))
+    run = tmp_path_factory.mktemp("trained_smoke_run") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        Trainer(smoke_subject.root, run, preset, progress=False, emotion_targets=make_emotion_targets()).run()
+    finally:
+        torch.set_num_threads(threads)
+    return run

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from etlib.config import S6_POINTS
-from etlib.widgets import EmotionController, LatestOnlyRenderer, mean_abs_change, pad_png, png_bytes
+from etlib.widgets import EmotionController, LatestOnlyRenderer, mean_abs_change, png_bytes
 
 
 class GatedRenderer:
@@ -135,6 +135,59 @@ def test_the_ui_renders_on_slider_and_preset_changes():
     widgets["arousal"].value = 0.9
     assert widgets["S6 point"].value == () and widgets["S6 point"].label == "(custom)"  # moved off the point
 
+    pad = next(w for w in _walk(ui) if type(w).__name__ == "ValenceArousalPad")
+    assert (pad.valence, pad.arousal) == (v, 0.9)  # the sliders move the pad's point
+    pad.valence, pad.arousal = 0.2, -0.6  # as a click on the pad does
+    assert ctrl.wait(timeout=5)
+    assert (widgets["valence"].value, widgets["arousal"].value) == (0.2, -0.6)
+    np.testing.assert_array_equal(shown(), va_image(0.2, -0.6, 3))
+
+
+def test_the_pad_refuses_points_off_the_plane_and_draws_keyframes():
+    pytest.importorskip("anywidget")
+    import traitlets
+
+    from etlib.widgets.pad import ValenceArousalPad
+
+    pad = ValenceArousalPad()
+    for bad in (1.5, -1.01, float("nan"), float("inf")):
+        with pytest.raises(traitlets.TraitError, match=r"\[-1, 1\]"):
+            pad.valence = bad
+    with pytest.raises(traitlets.TraitError, match="arousal"):
+        pad.arousal = 2.0
+    assert (pad.valence, pad.arousal) == (0.0, 0.0)
+    pad.keyframes = [(2.0, 0.1, 0.2), (0, -0.5, 0.5)]
+    assert pad.keyframes == [[0.0, -0.5, 0.5], [2.0, 0.1, 0.2]]  # in time order, as the path is drawn
+    with pytest.raises(traitlets.TraitError, match="seconds"):
+        pad.keyframes = [(-1, 0, 0)]
+    assert "export default" in str(pad._esm)  # the module anywidget sends to the browser ships beside pad.py
+
+
+def test_keyframes_set_on_the_pad_become_the_spoken_path():
+    pytest.importorskip("anywidget")
+    from etlib.render import parse_va
+
+    ctrl = EmotionController(va_image, n_frames=2)
+    ui = ctrl.widget()
+    assert ctrl.wait(timeout=5)
+    pad = next(w for w in _walk(ui) if type(w).__name__ == "ValenceArousalPad")
+    text = next(w for w in _walk(ui) if getattr(w, "description", None) == "keyframes")
+    at = next(w for w in _walk(ui) if getattr(w, "description", None) == "at (s)")
+    add = next(w for w in _walk(ui) if getattr(w, "description", None) == "add keyframe")
+    clear = next(w for w in _walk(ui) if getattr(w, "description", None) == "clear")
+    assert pad.keyframes and text.value  # a default path over the default sentence
+    clear.click()
+    assert text.value == "" and pad.keyframes == [] and at.value == 0
+    for v, a in ((0.74, 0.31), (-0.74, -0.31), (0.31, 0.74)):
+        pad.valence, pad.arousal = v, a
+        add.click()
+    assert text.value == "0:0.74,0.31;2.5:-0.74,-0.31;5:0.31,0.74"
+    assert pad.keyframes == [[0.0, 0.74, 0.31], [2.5, -0.74, -0.31], [5.0, 0.31, 0.74]]
+    path = parse_va(text.value)
+    assert path(1.25) == pytest.approx((0.0, 0.0)) and path(9.0) == pytest.approx((0.31, 0.74))
+    text.value = "0:0,0;3:0.5,0.5"  # typed by hand: the pad redraws
+    assert pad.keyframes == [[0.0, 0.0, 0.0], [3.0, 0.5, 0.5]]
+
 
 def test_a_failing_render_is_reported_in_the_ui():
     pytest.importorskip("ipywidgets")
@@ -156,12 +209,18 @@ def test_png_helpers_round_trip():
     image = va_image(0.2, -0.4, 7)
     decoded = cv2.imdecode(np.frombuffer(png_bytes(image), np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
     np.testing.assert_array_equal(decoded, image)
-    assert pad_png(0.74, 0.31)[:8] == b"\x89PNG\r\n\x1a\n"
-    assert pad_png(0.74, 0.31) != pad_png(-0.74, -0.31)
     assert mean_abs_change(image, image) == 0.0
     assert mean_abs_change(np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 10, np.uint8)) == 10.0
     with pytest.raises(ValueError, match="shape"):
         mean_abs_change(image, image[:4])
+    region = np.zeros((2, 2), bool)
+    region[0, 0] = True
+    brighter = np.zeros((2, 2, 3), np.uint8)
+    brighter[0, 0] = 40
+    assert mean_abs_change(np.zeros((2, 2, 3), np.uint8), brighter, region) == 40.0  # only the region counts
+    assert mean_abs_change(np.zeros((2, 2, 3), np.uint8), brighter) == 10.0
+    with pytest.raises(ValueError, match="empty"):
+        mean_abs_change(brighter, brighter, np.zeros((2, 2), bool))
 
 
 def test_static_figures_draw_the_renders():
@@ -186,3 +245,30 @@ def _walk(widget):
     yield widget
     for child in getattr(widget, "children", ()):
         yield from _walk(child)
+
+
+@pytest.mark.slow
+def test_the_head_renderer_fast_path_equals_a_full_render(trained_smoke_run):
+    """Only valence/arousal change: the kept frame parts give the image of the whole forward pass, the image
+    every other driver renders (``run_metrics.render_frame``), and at another size the scaled camera's."""
+    from etlib.base import to_uint8
+    from etlib.train.run_metrics import render_frame
+    from etlib.widgets import HeadRenderer
+
+    renderer = HeadRenderer.from_run(trained_smoke_run)
+    face = renderer.data.subject.read_mask("face", renderer.frame_ids[1])
+    neutral = renderer(0.0, 0.0, 1)
+    for v, a in ((0.74, 0.31), (-0.74, -0.31), (0.0, 0.0)):
+        fast = renderer(v, a, 1)
+        np.testing.assert_array_equal(fast, renderer.render_full(v, a, 1))
+        cond = renderer.data.condition(renderer.frame_ids[1], va=np.array([v, a], np.float32))
+        np.testing.assert_array_equal(
+            fast, to_uint8(render_frame(renderer.model, renderer.data, renderer.frame_ids[1], cond))
+        )
+    assert mean_abs_change(neutral, renderer(0.74, 0.31, 1), face) > 1.0  # the emotion reaches the fast path
+    assert list(renderer._prepared) == [1]  # one frame's parts, computed once
+    big = HeadRenderer(renderer.model, renderer.data, size=96)
+    np.testing.assert_array_equal(big(0.31, 0.74, 0), big.render_full(0.31, 0.74, 0))
+    assert big(0.31, 0.74, 0).shape == (96, 96, 3)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        renderer(float("nan"), 0.0, 0)

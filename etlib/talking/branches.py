@@ -192,7 +192,14 @@ class EmotionBranch(nn.Module):
         _check_positions(mu)
         if d_xyz_face.shape != mu.shape:
             raise ValueError(f"d_xyz_face must match mu's shape {tuple(mu.shape)}, got {tuple(d_xyz_face.shape)}")
-        feats = self.encoder(mu + d_xyz_face)
+        return self.from_features(self.encoder(mu + d_xyz_face), va)
+
+    def from_features(self, feats: torch.Tensor, va: torch.Tensor) -> Deformation:
+        """The part of Eq. 5 that ``e`` enters: ``A_e ⊙ e`` and the offset MLP, given ``feats = H_E(mu + Δmu_u)``.
+
+        The encoding does not depend on ``e``, so a renderer that only changes valence/arousal computes it once
+        per frame and calls this alone (:meth:`~etlib.talking.model.EmoTalkingGaussian.prepare_frame`).
+        """
         e_r, att_e = self.emotion_attention(feats, va)
         d_xyz, d_scale, d_rot = _split_offsets(self.net(torch.cat([feats, e_r], dim=-1)))
         return Deformation(d_xyz, d_scale, d_rot, {"emotion": att_e})

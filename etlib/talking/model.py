@@ -19,8 +19,8 @@ from torch import Tensor, nn
 from etlib.config import HashGridSettings
 from etlib.gaussians import Camera, RenderOutput, gaussian_normals, rasterize
 from etlib.gaussians.model import GaussianSet
-from etlib.talking.branches import EmotionBranch, FaceBranch, MouthBranch
-from etlib.talking.composition import composite
+from etlib.talking.branches import Deformation, EmotionBranch, FaceBranch, MouthBranch
+from etlib.talking.composition import composite, mouth_over_background, over
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,19 @@ class FrameRender:
     face: RenderOutput
     mouth: RenderOutput
     mouth_background: Tensor  # (H, W, 3) Eq. S9
+
+
+@dataclass
+class PreparedFrame:
+    """Everything of a frame's render that valence/arousal do not touch (see
+    :meth:`EmoTalkingGaussian.prepare_frame`): the camera, f_F's offsets Δ^u (Eq. 4), f_E's encoding
+    H_E(mu + Δmu_u) (Eq. 5), and the inside-mouth layer already over the background (Eqs. 3, S9)."""
+
+    camera: Camera
+    face_offsets: Deformation
+    emotion_features: Tensor | None  # None without f_E (ablations)
+    mouth: RenderOutput
+    mouth_background: Tensor
 
 
 def _deform(g: GaussianSet, d_xyz: Tensor, d_scale: Tensor | None, d_rot: Tensor | None) -> Layer:
@@ -160,14 +173,17 @@ class EmoTalkingGaussian(nn.Module):
         mu = self.face.means
         va = cond.va if self.ablation.combined_face_branch else None
         d_u = self.f_F(mu, cond.audio, cond.au, va)
-        attention = dict(d_u.attention)
-        d_xyz, d_scale, d_rot = d_u.d_xyz, d_u.d_scale, d_u.d_rotation
         if emotion and self.f_E is not None:
-            d_e = self.f_E(mu, d_u.d_xyz, cond.va)
-            d_xyz, d_scale, d_rot = d_xyz + d_e.d_xyz, d_scale + d_e.d_scale, d_rot + d_e.d_rotation
-            attention.update(d_e.attention)
-        layer = _deform(self.face, d_xyz, d_scale, d_rot)
-        layer.attention = attention
+            return self._emotional_face(d_u, self.f_E.encoder(mu + d_u.d_xyz), cond.va)
+        layer = _deform(self.face, d_u.d_xyz, d_u.d_scale, d_u.d_rotation)
+        layer.attention = dict(d_u.attention)
+        return layer
+
+    def _emotional_face(self, d_u: Deformation, emotion_features: Tensor, va: Tensor) -> Layer:
+        """theta^E = theta^F_C + Δ^u + Δ^e (Eqs. 4-5), given f_F's offsets and f_E's encoding."""
+        d_e = self.f_E.from_features(emotion_features, va)
+        layer = _deform(self.face, d_u.d_xyz + d_e.d_xyz, d_u.d_scale + d_e.d_scale, d_u.d_rotation + d_e.d_rotation)
+        layer.attention = {**d_u.attention, **d_e.attention}
         return layer
 
     # -- rendering ------------------------------------------------------------------------------
@@ -211,6 +227,34 @@ class EmoTalkingGaussian(nn.Module):
         face = self.render_layer(face_layer, camera, normals=normals, features=feats)
         out = composite(face.color, face.alpha, mouth.color, mouth.alpha, background)
         return FrameRender(out.image, face, mouth, out.mouth_background)
+
+    # -- live valence/arousal control -----------------------------------------------------------
+    def prepare_frame(self, camera: Camera, cond: FrameCondition, background: Tensor) -> PreparedFrame:
+        """The parts of :meth:`forward` that valence/arousal do not change, for one frame.
+
+        ``e`` enters the model only in f_E (Eq. 5), and even there only after the encoding
+        H_E(mu + Δmu_u): f_M and the inside-mouth layer (Eq. 3, S9), f_F (Eq. 4) and H_E are the same
+        for every ``e``. A slider that moves valence/arousal then costs f_E's small MLP, one face
+        rasterization and one blend (:meth:`render_prepared`), not a whole frame.
+        """
+        if self.ablation.combined_face_branch:
+            raise ValueError("the combined-face-branch ablation feeds valence/arousal to f_F: render it with forward()")
+        mouth = self.render_layer(self.mouth_layer(cond), camera)
+        d_u = self.f_F(self.face.means, cond.audio, cond.au, None)
+        features = None if self.f_E is None else self.f_E.encoder(self.face.means + d_u.d_xyz)
+        return PreparedFrame(camera, d_u, features, mouth, mouth_over_background(mouth.color, mouth.alpha, background))
+
+    def render_prepared(self, prepared: PreparedFrame, va: Tensor) -> FrameRender:
+        """The frame of :meth:`forward` (with emotion) at valence/arousal ``va`` (2,), from
+        :meth:`prepare_frame`'s parts: equal to a full render (``tests/test_talking_branches.py``)."""
+        d_u = prepared.face_offsets
+        if prepared.emotion_features is None:
+            layer = _deform(self.face, d_u.d_xyz, d_u.d_scale, d_u.d_rotation)
+        else:
+            layer = self._emotional_face(d_u, prepared.emotion_features, va)
+        face = self.render_layer(layer, prepared.camera)
+        image = over(face.color, face.alpha, prepared.mouth_background)
+        return FrameRender(image, face, prepared.mouth, prepared.mouth_background)
 
     def network_parameters(self) -> dict[str, list[nn.Parameter]]:
         """Hash-encoder and MLP parameters of each network (their learning rates differ, Sec. S1)."""
