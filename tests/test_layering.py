@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("etlib.train",),  # the six stages and a run's own metrics
     ("etlib.viz",),  # figures only
     ("etlib.evaluation", "etlib.render"),  # the paper's tables and checks; videos
-    ("etlib.widgets", "etlib.course"),  # sliders and the papermill runner
+    ("etlib.widgets", "etlib.course", "etlib.cli"),  # live controls, the papermill runner, console scripts
 )
 
 

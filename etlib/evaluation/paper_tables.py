@@ -127,7 +127,18 @@ class Backends:
             "landmarks": f"{getattr(self.detector, 'name', 'detector')} on renders upscaled to 512 px",
             "action_units": "landmark geometry (etlib.preprocess.action_units), subject's neutral",
             "device": f"{self.device}, {threads} torch thread{'s' if threads > 1 else ''}",
+            "tts": _tts_voice(),
         }
+
+
+def _tts_voice() -> str:
+    """The voice that speaks the TTS clips of Tables 2-3 (:func:`etlib.audio.tts.voice_name`)."""
+    from etlib.audio.tts import TTSBackendError, voice_name
+
+    try:
+        return voice_name()
+    except TTSBackendError as err:
+        return f"unavailable: {err}"
 
 
 def short_backends(desc: Mapping[str, str]) -> dict[str, str]:
@@ -414,7 +425,8 @@ def cross_domain_audio(
 
 
 def tts_audios(n: int) -> dict[str, np.ndarray]:
-    """The first ``n`` curated sentences of Sec. S5 spoken by the offline TTS (espeak-ng)."""
+    """The first ``n`` curated sentences of Sec. S5 spoken by the TTS backend that runs here
+    (:func:`etlib.audio.tts.voice_name` names it in the tables' backends line)."""
     from etlib.audio.sentences import CURATED_SENTENCES
     from etlib.audio.tts import synthesize
 
@@ -690,13 +702,14 @@ def table1(result: dict[str, Any], backends: dict[str, str]) -> Table:
 
 def table2(result: dict[str, Any], backends: dict[str, str]) -> Table:
     names = list(result["clips"])
-    rows = [r | {"backends": f"SyncNet {short_backends(backends)['syncnet']}; espeak-ng TTS"} for r in result["rows"]]
+    voice = backends.get("tts", "TTS")
+    rows = [r | {"backends": f"SyncNet {short_backends(backends)['syncnet']}; TTS {voice}"} for r in result["rows"]]
     columns = [("Method", ("Method",))]
     columns += [(f"{n} Sync-E (↓)/C (↑)", (f"sync_e|{n}", f"sync_c|{n}")) for n in names]
     columns += [("Backends", ("backends",))]
     notes = [f"{n}: {result['clips'][n]['frames']} frames" for n in names]
     notes += ["No ground-truth row: no video of the subject saying these clips exists.",
-              _backend_note(backends, ("syncnet",))]  # fmt: skip
+              _backend_note(backends, ("syncnet",) + (("tts",) if "tts" in backends else ()))]  # fmt: skip
     return Table("table2", "Table 2. Cross-domain audio", columns, rows, notes)
 
 

@@ -464,9 +464,13 @@ def curated_tts_report(
     intelligibility *proxy*: no listener or speech recogniser judged the audio.
     """
     from etlib.audio.sentences import CURATED_SENTENCES
-    from etlib.audio.tts import TTSBackendError, synthesize_with_events
+    from etlib.audio.tts import TTSBackendError, synthesize_with_events, voice_name
 
     rows = []
+    try:
+        speaker = voice_name(voice=voice)
+    except TTSBackendError as err:
+        return {"available": False, "reason": str(err)}
     for s in CURATED_SENTENCES:
         try:
             wave, events = synthesize_with_events(s.text, voice=voice, sr=SAMPLE_RATE, cache_dir=cache_dir)
@@ -494,25 +498,29 @@ def curated_tts_report(
                 "n_words": len(_words(s.text)),
                 "word_events": len(words),
                 "n_phonemes": sum(e.kind == "phoneme" for e in events),
-                "word_coverage": word_coverage(s.text, words),
+                "word_coverage": word_coverage(s.text, words) if events else None,  # espeak reports words
                 "speech_activity": float(speech.mean()) if speech.size else 0.0,
                 "median_f0_hz": median_f0,
                 "voiced_share": len(f0) / max(1, len(wave) // int(0.04 * SAMPLE_RATE)),
                 "f0_in_human_range": median_f0 is not None and HUMAN_F0_HZ[0] <= median_f0 <= HUMAN_F0_HZ[1],
             }
         )
+    has_events = all(r["word_coverage"] is not None for r in rows)
     return {
         "available": True,
-        "backend": "espeak-ng" if rows else None,
-        "voice": voice,
+        "voice": speaker,
         "sentences": rows,
         "all_16khz": all(r["sample_rate"] == SAMPLE_RATE for r in rows),
         "total_duration_s": float(sum(r["duration_s"] for r in rows)),
-        "all_words_voiced": all(r["word_coverage"] == 1.0 for r in rows),
+        # only espeak reports the words it voiced; for the others the check falls to speech activity
+        "all_words_voiced": all(r["word_coverage"] == 1.0 for r in rows)
+        if has_events
+        else all(r["speech_activity"] > 0.3 for r in rows),
         "all_f0_in_human_range": all(r["f0_in_human_range"] for r in rows),
         "intelligibility_note": (
-            "proxy only: espeak voiced every word (word events), speech activity and pitch range were "
-            "measured; no listening test or speech recogniser was run"
+            f"proxy only ({speaker}): "
+            + ("every word voiced (espeak's word events), " if has_events else "speech activity > 30 %, ")
+            + "pitch range measured; no listening test or speech recogniser was run"
         ),
     }
 

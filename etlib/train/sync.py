@@ -116,7 +116,7 @@ def make_sync_loss(data: SubjectFrames, syncnet_path: str | Path | None = None, 
     silently skipped term."""
     from etlib.audio.sentences import curated_texts
     from etlib.audio.syncnet import load_lipsync_expert, load_syncnet
-    from etlib.audio.tts import synthesize
+    from etlib.audio.tts import synthesize, voice_name
     from etlib.weights import is_present
 
     if syncnet_path is not None and not Path(syncnet_path).is_file():
@@ -131,4 +131,6 @@ def make_sync_loss(data: SubjectFrames, syncnet_path: str | Path | None = None, 
     else:
         return None
     clips = [synthesize(text, sr=SAMPLE_RATE) for text in curated_texts()]
-    return SyncLossTerm(syncnet, data, clips, every)
+    term = SyncLossTerm(syncnet, data, clips, every)
+    term.name += f"; TTS sentences spoken by {voice_name()}"  # state.json says who spoke
+    return term

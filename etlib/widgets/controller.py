@@ -248,7 +248,10 @@ class EmotionController:
             try:
                 path = self.speak(sentence.value, keys.value, video_path)
                 with video_box:
+                    from etlib.audio.tts import voice_name
+
                     display(W.Video.from_file(str(path), width=256, autoplay=False))
+                    print(f"{path}: spoken by {voice_name()}")
             except (ValueError, FileNotFoundError, RuntimeError) as exc:
                 with video_box:
                     print(f"cannot render: {exc}")
