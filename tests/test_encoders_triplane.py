@@ -89,3 +89,39 @@ def test_init_scale_sets_the_starting_feature_range():
         values = torch.cat([p.detach().flatten() for p in enc.parameters()])
         assert values.abs().max() <= scale
         assert values.abs().max() > 0.9 * scale  # uniform over the whole range, not a smaller one
+
+
+def _counting(encoder: TriPlaneEncoder) -> list[int]:
+    """Counts the encoder's real computations (one per call of its xy plane)."""
+    calls = [0]
+    encoder.planes["xy"].register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_frozen_encodings_are_reused_across_steps_only_while_nothing_changes():
+    from etlib.encoders import reuse_frozen_encodings
+
+    torch.manual_seed(0)
+    enc = small_encoder().requires_grad_(False)
+    mu = torch.nn.Parameter(torch.rand(50, 3) * 0.2 - 0.1, requires_grad=False)
+    expected = enc(mu)
+    calls = _counting(enc)
+    with reuse_frozen_encodings(enc):
+        first = enc(mu)
+        assert enc(mu) is first and calls[0] == 1  # frozen tables and positions: encoded once
+        torch.testing.assert_close(first, expected, rtol=0, atol=0)
+        assert enc(mu + 0.0) is not first and calls[0] == 2  # other positions are encoded
+        with torch.no_grad():
+            next(enc.parameters()).add_(0.01)  # a table changed in place: its version moved
+        assert enc(mu) is not first and calls[0] == 3
+        with torch.no_grad():
+            mu.add_(0.001)  # so did the positions
+        assert calls[0] == 3 and enc(mu) is not first and calls[0] == 4
+        enc.requires_grad_(True)  # a stage that trains the tables: never reused, gradients flow
+        out = enc(mu)
+        assert enc(mu) is not out and calls[0] == 6
+        out.sum().backward()
+        assert all(p.grad is not None for p in enc.parameters())
+    enc.requires_grad_(False)
+    enc(mu), enc(mu)
+    assert calls[0] == 8  # outside the block nothing is kept

@@ -10,7 +10,7 @@ from etlib.encoders.hashgrid import (
     make_hash_grid,
     per_level_scale_for,
 )
-from etlib.encoders.triplane import PLANES, TriPlaneEncoder, reuse_encodings
+from etlib.encoders.triplane import PLANES, TriPlaneEncoder, reuse_encodings, reuse_frozen_encodings
 
 __all__ = [
     "PLANES",
@@ -24,4 +24,5 @@ __all__ = [
     "make_hash_grid",
     "per_level_scale_for",
     "reuse_encodings",
+    "reuse_frozen_encodings",
 ]

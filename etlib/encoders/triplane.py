@@ -35,6 +35,7 @@ class TriPlaneEncoder(nn.Module):
     """
 
     _memo: tuple | None = None  # (positions, their version, features) inside reuse_encodings()
+    _frozen: tuple | None = None  # (positions, versions, features) inside reuse_frozen_encodings()
 
     def __init__(
         self,
@@ -109,10 +110,17 @@ class TriPlaneEncoder(nn.Module):
         memo = self._memo
         if memo is not None and memo[0] is xyz and memo[1] == xyz._version:
             return memo[2]
+        frozen_key = None
+        if self._frozen is not None and not xyz.requires_grad and not any(p.requires_grad for p in self.parameters()):
+            frozen_key = (xyz._version, tuple(p._version for p in self.parameters()))
+            if self._frozen and self._frozen[0] is xyz and self._frozen[1] == frozen_key:
+                return self._frozen[2]
         unit = self.normalize(xyz)
         feats = torch.cat([grid(unit[:, list(PLANES[name])]) for name, grid in self.planes.items()], dim=-1)
         if memo is not None:
             self._memo = (xyz, xyz._version, feats)
+        if frozen_key is not None:  # nothing here requires grad, so feats holds no graph a backward could free
+            self._frozen = (xyz, frozen_key, feats)
         return feats
 
 
@@ -133,3 +141,22 @@ def reuse_encodings(module: nn.Module) -> Iterator[None]:
     finally:
         for encoder in encoders:
             encoder._memo = None
+
+
+@contextmanager
+def reuse_frozen_encodings(module: nn.Module) -> Iterator[None]:
+    """Within the block, an encoder whose tables are frozen encodes frozen positions once, across steps.
+
+    A training stage that does not train a network or the Gaussians it deforms (f_F and theta^F in the emotion
+    stage S15; f_M, f_F and the positions in the fine-tuning S16) would otherwise recompute the same H(mu) at
+    every step. The result is reused only while neither the positions nor any table requires grad and none has
+    changed in place (their version counters), so a stage that trains them recomputes as before.
+    """
+    encoders = [m for m in module.modules() if isinstance(m, TriPlaneEncoder)]
+    for encoder in encoders:
+        encoder._frozen = ()
+    try:
+        yield
+    finally:
+        for encoder in encoders:
+            encoder._frozen = None

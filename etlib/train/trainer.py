@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from etlib import losses
 from etlib.base import EtlibError, atomic_torch_save, atomic_write_text
 from etlib.config import OPTIMIZER, Preset, get_preset
-from etlib.encoders import reuse_encodings
+from etlib.encoders import reuse_encodings, reuse_frozen_encodings
 from etlib.gaussians.densify import Densifier
 from etlib.gaussians.model import GaussianSet
 from etlib.preprocess.subject import SubjectDir
@@ -640,6 +640,22 @@ class Trainer:
         bar = tqdm(
             range(start, iterations), desc=stage.name, initial=start, total=iterations, disable=not self.progress
         )
+        with reuse_frozen_encodings(self.model):  # H(mu) of what this stage does not train: once per stage
+            self._run_steps(stage, bar, iterations, gauss_opts, net_opt, densifier, rng)
+        self._check_finite_parameters(stage, iterations - 1)
+        atomic_torch_save(model_state(self.model), model_path(self.run_dir, stage.name))
+        self._write_history()
+        self.state["completed"].append(stage.name)
+        self.state["seconds"][stage.name] = round(
+            self.state["seconds"].get(stage.name, 0) + time.perf_counter() - t0, 2
+        )
+        self._record_optional_terms()
+        self._save_state()
+        for path in latest_paths(self.run_dir, stage.name):
+            path.unlink(missing_ok=True)
+
+    def _run_steps(self, stage: Stage, bar, iterations: int, gauss_opts, net_opt, densifier, rng) -> None:
+        """The optimisation steps of one stage (the loop of :meth:`run_stage`)."""
         for it in bar:
             decay = OPTIMIZER.final_lr_fraction ** (it / max(1, iterations))  # exponential schedule (S1)
             for opt in [*gauss_opts.values(), *([net_opt] if net_opt else [])]:
@@ -661,17 +677,6 @@ class Trainer:
             bar.set_postfix(loss=f"{float(total.detach()):.4f}", n=len(getattr(self.model, stage.gaussians or "face")))
             if (it + 1) % self.preset.checkpoint_every == 0 and it + 1 < iterations:
                 self._save_latest(stage, it, gauss_opts, net_opt, densifier, rng)
-        self._check_finite_parameters(stage, iterations - 1)
-        atomic_torch_save(model_state(self.model), model_path(self.run_dir, stage.name))
-        self._write_history()
-        self.state["completed"].append(stage.name)
-        self.state["seconds"][stage.name] = round(
-            self.state["seconds"].get(stage.name, 0) + time.perf_counter() - t0, 2
-        )
-        self._record_optional_terms()
-        self._save_state()
-        for path in latest_paths(self.run_dir, stage.name):
-            path.unlink(missing_ok=True)
 
     def _dropped_terms(self) -> dict[str, str]:
         """The optional loss terms that are off in this run, and why."""
