@@ -133,3 +133,29 @@ def test_unknown_step_and_wrong_order(small_sample_subject, tmp_path):
         preprocess(small_sample_subject / "talking.mp4", tmp_path / "o", "smoke", steps=["faces"], progress=False)
     with pytest.raises(RuntimeError, match="run it first"):
         preprocess(small_sample_subject / "talking.mp4", tmp_path / "o", "smoke", steps=["pose"], progress=False)
+
+
+@pytest.mark.slow
+def test_small_face_in_a_portrait_hevc_clip_is_found_and_cropped(small_sample_subject, tmp_path):
+    """A standing person filmed on a phone: 1080x1920 HEVC, the face about a tenth of the frame's width. At the
+    first detection pass (320 px for the longer side) that face is ~18 px wide, far below dlib HOG's ~80 px;
+    the detector searches finer scales until it finds it, and the crop window lands on it."""
+    from etlib.io._ffmpeg import ffmpeg_exe
+
+    src, video = small_sample_subject / "talking.mp4", tmp_path / "portrait.mp4"
+    x, y, side = 610, 540, 240  # where the 192-px sample frame lands, scaled to 240 px (face ~105 px wide)
+    cmd = [ffmpeg_exe(), "-v", "error", "-y", "-i", str(src), "-t", "2",
+           "-vf", f"scale={side}:{side},pad=1080:1920:{x}:{y}:color=0x607080",
+           "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-tag:v", "hvc1",
+           "-c:a", "aac", str(video)]  # fmt: skip
+    subprocess.run(cmd, check=True)
+    info = probe(video)
+    assert (info.video.width, info.video.height, info.video.codec) == (1080, 1920, "hevc")
+    s = preprocess(video, tmp_path / "out", "smoke", steps=["frames", "audio", "landmarks"], progress=False)
+    window = s.meta()["crop"]
+    face_x, face_y = x + side / 2, y + side * 0.5  # the sample subject's face sits about mid-frame
+    assert window["x0"] < face_x < window["x0"] + window["side"]
+    assert window["y0"] < face_y < window["y0"] + window["side"]
+    assert 150 < window["side"] < 400  # sized to the face (2.2 face boxes), not to the frame
+    lm = np.load(s.root / "landmarks.npy")
+    assert np.isfinite(lm).all()  # a face on every frame of the crop

@@ -53,8 +53,11 @@ class DlibLandmarks:
 
     Args:
         predictor_path: the ``.dat`` file; default: ``weights.ensure("dlib_shape_predictor_68")``.
-        detect_size: the longer image side used for detection (HOG finds faces of 80 px and more, and is
-            faster on small images); landmarks are always fitted at full resolution.
+        detect_size: the longer image side of the first detection pass (HOG finds faces of about 80 px
+            and more, and is faster on small images). When that pass finds nothing, the frame is searched
+            again at twice the size, and so on up to its own resolution, so a small face in a big frame (a
+            standing person in a portrait phone video) is found too; landmarks are always fitted at full
+            resolution.
         upsample: dlib's detector upsampling (0 avoids a false second face on some photos).
     """
 
@@ -72,14 +75,31 @@ class DlibLandmarks:
         self.version = f"dlib {dlib.__version__}"
 
     def detect_boxes(self, image: np.ndarray, threshold: float = 0.0) -> list[tuple[float, float, float, float]]:
-        """Face boxes (full-image pixels); a negative ``threshold`` also returns weaker detections."""
+        """Face boxes (full-image pixels), from the coarsest scale of :meth:`pyramid_scales` that finds any; a
+        negative ``threshold`` also returns weaker detections."""
         import cv2
 
         h, w = image.shape[:2]
-        scale = min(1.0, self.detect_size / max(h, w))
-        small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        rects, _, _ = self._detector.run(np.ascontiguousarray(small), self.upsample, threshold)
-        return [(r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale) for r in rects]
+        for scale in self.pyramid_scales(h, w):
+            small = (
+                image
+                if scale == 1.0
+                else cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            )
+            rects, _, _ = self._detector.run(np.ascontiguousarray(small), self.upsample, threshold)
+            if rects:
+                return [(r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale) for r in rects]
+        return []
+
+    def pyramid_scales(self, height: int, width: int) -> list[float]:
+        """Image scales to search, coarse to fine: ``detect_size`` for the longer side, then doubling, ending
+        at 1 (the frame itself). Coarse first because it is fast and finds the usual large face."""
+        longest = max(height, width)
+        scales, side = [], float(self.detect_size)
+        while side < longest:
+            scales.append(side / longest)
+            side *= 2
+        return [*scales, 1.0]
 
     def fit(self, image: np.ndarray, box) -> np.ndarray:
         rect = self._dlib.rectangle(*(int(round(v)) for v in box))
