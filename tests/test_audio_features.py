@@ -154,3 +154,11 @@ def test_syncnet_mfcc_matches_python_speech_features():
     for (c, f), value in expected.items():
         assert mfcc[c, f] == pytest.approx(value, abs=1e-4), (c, f)
     np.testing.assert_allclose(syncnet_mfcc(pcm.astype(np.float32) / 32768), mfcc, rtol=1e-6, atol=1e-6)
+    import python_speech_features  # the parity extra: the package itself, on a longer, noisier signal
+
+    rng = np.random.default_rng(3)
+    noisy = np.clip(np.tile(pcm, 3).astype(np.float64) + rng.normal(0, 2000, 3 * len(pcm)), -32768, 32767)
+    noisy = noisy.astype(np.int16)
+    reference = python_speech_features.mfcc(noisy, 16000).T  # what syncnet_python's evaluate() computes
+    # both float64 pipelines; 1e-6 of the largest coefficient leaves only summation order
+    np.testing.assert_allclose(syncnet_mfcc(noisy), reference, rtol=0, atol=1e-6 * np.abs(reference).max())

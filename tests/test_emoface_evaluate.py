@@ -28,11 +28,18 @@ def test_cli_writes_report_and_both_figures(smoke_report):
     assert report["generator"]["ran"].startswith("offline")
     assert "fer" in report["judge"] or "emonet" in report["judge"]
     assert report["paper_table3_ours"]["V-SA"] == 0.766 and report["paper_table3_ours"]["A-SA"] == 0.637
+    per_point = report["emotion"]["per_point"]
+    assert [tuple(p["target"]) for p in per_point] == [(v, a) for v, a, _ in emo_eval.S6_POINTS]
+    target = np.array([p["target"] for p in per_point])
     for kind in ("source", "generated", "clone"):
-        scores = report["emotion"][kind]
-        assert 0 <= scores["V-SA"] <= 1 and 0 <= scores["A-SA"] <= 1 and 0 <= scores["E-Acc"] <= 1
-        assert 0 <= scores["V-RMSE"] <= 2 and 0 <= scores["A-RMSE"] <= 2
-    assert len(report["emotion"]["per_point"]) == 12
+        # one frame: one judged image a point, so the scores follow from the per-point readings (Eqs. S17-S18)
+        scores, va = report["emotion"][kind], np.array([p[kind]["va"] for p in per_point])
+        assert scores["V-RMSE"] == pytest.approx(np.sqrt(np.mean((va[:, 0] - target[:, 0]) ** 2)))
+        assert scores["A-RMSE"] == pytest.approx(np.sqrt(np.mean((va[:, 1] - target[:, 1]) ** 2)))
+        assert scores["V-SA"] == pytest.approx(np.mean(np.sign(va[:, 0]) == np.sign(target[:, 0])))
+        assert scores["A-SA"] == pytest.approx(np.mean(np.sign(va[:, 1]) == np.sign(target[:, 1])))
+        assert scores["VA-distance"] == pytest.approx(np.mean([p[kind]["distance"] for p in per_point]))
+        assert scores["E-Acc"] * 12 == pytest.approx(round(scores["E-Acc"] * 12))  # a share of the 12 images
     assert set(report["emotion_mouth_blurred"]) >= {"source", "generated", "clone", "per_point", "note"}
     for name in ("fig_s4.png", "fig2_rows.png"):
         from PIL import Image

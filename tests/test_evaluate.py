@@ -153,6 +153,17 @@ def test_settings_exist_for_every_preset():
 # ------------------------------------------------------------------------------------------------
 
 
+def _check_sync_cells(row: dict) -> None:
+    """Sync-E, Sync-C and the AV offset of a row are those of its distance-per-offset curve (``syncnet_python``'s
+    ``evaluate``: the minimum, the median less the minimum, vshift less the argmin), and the curve has one mean
+    distance per offset in [-15, 15]."""
+    curve = np.asarray(row["mean_distances"])
+    assert curve.shape == (31,) and row["windows"] >= 1
+    assert row["sync_e"] == pytest.approx(curve.min())
+    assert row["sync_c"] == pytest.approx(np.median(curve) - curve.min())
+    assert row["av_offset"] == 15 - int(np.argmin(curve))
+
+
 @pytest.mark.slow
 def test_cli_writes_tables_1_to_4_for_a_tiny_run(smoke_subject, tmp_path):
     from etlib.audio.features import log_mel
@@ -184,22 +195,34 @@ def test_cli_writes_tables_1_to_4_for_a_tiny_run(smoke_subject, tmp_path):
     assert list(t1) == ["Ground truth", "Ours w/o Emo. branch", "Ours"]
     ours = t1["Ours"]
     assert 10 < float(ours["psnr"]) < 60 and 0 < float(ours["ssim"]) <= 1 and float(ours["fps"]) > 0
-    assert np.isfinite(float(ours["sync_e"])) and np.isfinite(float(ours["sync_c"]))
-    assert float(t1["Ground truth"]["sync_c"]) >= 0
     if not lpips_status()[0]:
         assert ours["lpips"].startswith("unavailable")  # never a stand-in number
     assert "syncnet:offline-trained" in ours["backends"] and "dlib" in ours["backends"]
 
     report = json.loads((out / "report.json").read_text())
+    rows1 = {r["Method"]: r for r in report["tables"]["table1"]["rows"]}
+    for name in ("Ground truth", "Ours"):  # the csv's numbers are the curve's (syncnet_python's evaluate)
+        _check_sync_cells(rows1[name])
+        assert float(t1[name]["sync_e"]) == pytest.approx(rows1[name]["sync_e"])
     t3 = {r["Method"]: r for r in report["tables"]["table3"]["rows"]}
     assert len(t3) == 2
+    n3 = 12 * ev.settings_for("smoke").frames_per_point
     for row in t3.values():
-        assert row["frames"] == 12 * ev.settings_for("smoke").frames_per_point
-        assert 0 <= row["e_acc"] <= 100 and 0 <= row["v_sa"] <= 1 and row["v_rmse"] >= 0
+        assert row["frames"] == n3
+        _check_sync_cells(row)
+        # shares of n3 judged frames; E-Acc counts the frames whose label the judge lacks as misses
+        for key in ("v_sa", "a_sa"):
+            assert row[key] * n3 == pytest.approx(round(row[key] * n3))
+        reachable = n3 - row["e_acc_unreachable_frames"]
+        assert row["e_acc"] == pytest.approx(row["e_acc_reachable"] * reachable / n3)
+        assert row["e_acc"] * n3 / 100 == pytest.approx(round(row["e_acc"] * n3 / 100))
         assert row["psnr_emotion_clip"].startswith("unavailable")
     assert report["backends"]["judge"].startswith(("fer", "emonet"))
+    clips = report["results"]["table2"]["clips"]
     t2 = report["tables"]["table2"]["rows"][0]
-    assert np.isfinite(t2["sync_e|TTS S5 #1"])
+    for name, clip in clips.items():
+        _check_sync_cells(clip)
+        assert t2[f"sync_e|{name}"] == clip["sync_e"] and t2[f"sync_c|{name}"] == clip["sync_c"]
     t4 = {r["Method"]: r for r in report["tables"]["table4"]["rows"]}
     assert t4["Ours"]["sync_c"] == pytest.approx(float(ours["sync_c"]))
     assert t4["Combined face b."]["e_acc"] == "not trained"

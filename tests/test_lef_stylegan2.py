@@ -118,11 +118,33 @@ def test_generator_is_deterministic_and_every_w_plus_row_matters():
     with torch.no_grad():
         base = g(ws)
         assert torch.equal(g(ws), base)  # stored noise
-        assert not torch.allclose(g(ws, randomize_noise=True), base) or g.convs[0].noise.weight.abs().sum() == 0
         for row in range(g.num_ws):
             edited = ws.clone()
             edited[:, row] += 1.0
             assert (g(edited) - base).abs().max() > 1e-4, f"W+ row {row} has no effect"
+
+
+def test_noise_enters_with_its_learned_strength():
+    """Per-pixel noise is added as ``weight * noise`` (rosinality's NoiseInjection): a zero weight (the start of
+    training) ignores it, a non-zero one makes fresh noise change the image and the stored noise reproduce it."""
+    from etlib.emoface.stylegan2 import NoiseInjection
+
+    g = tiny_generator()
+    ws = g.sample(1, generator=torch.Generator().manual_seed(1))
+    injections = [m for m in g.modules() if isinstance(m, NoiseInjection)]
+    assert len(injections) == g.num_layers
+    with torch.no_grad():
+        base = g(ws)
+        assert torch.equal(g(ws, randomize_noise=True), base)  # every weight starts at zero
+        for m in injections:
+            m.weight.fill_(0.5)
+        stored = g(ws)
+        assert torch.equal(g(ws), stored) and torch.equal(g(ws, noise=g.fixed_noise()), stored)
+        assert (stored - base).abs().max() > 1e-3  # the stored noise is now in the image
+        fresh = g(ws, randomize_noise=True)
+        assert (fresh - stored).abs().max() > 1e-3
+        x, noise = torch.randn(2, 3, 4, 4), torch.randn(2, 1, 4, 4)
+        torch.testing.assert_close(injections[0](x, noise), x + 0.5 * noise)
 
 
 def test_generator_rejects_bad_w_plus_and_sizes():

@@ -85,6 +85,55 @@ def test_scores_use_syncnet_python_windows(model):
     wave = (rng.standard_normal(8 * 640 + 100) * 1000).astype(np.int16)  # 8 frames of audio
     scores = sync_scores_v2(faces, wave, model, vshift=4)
     # min_length = min(9 frames, 8 audio frames) = 8; windows 0 .. 8 - 5 - 1
-    assert scores.n_windows == 3 and scores.syncnet == "syncnet_v2"
-    assert scores.mean_distances.shape == (9,) and -4 <= scores.av_offset <= 4
-    assert scores.sync_c >= 0 and scores.sync_e == pytest.approx(scores.mean_distances.min())
+    assert scores.n_windows == 3 and scores.syncnet == "syncnet_v2" and scores.mean_distances.shape == (9,)
+
+
+class IndexNet(torch.nn.Module):
+    """A stand-in SyncNet v2 whose embeddings are one-hot codes of what a window holds: the face window's first
+    frame carries its frame index as its pixel value, the MFCC window's first column its audio frame index."""
+
+    name = "index-net"
+
+    def __init__(self, dim: int = 64, shift: int = 8):
+        super().__init__()
+        self.dim, self.shift = dim, shift
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # sync_scores_v2 reads the device off a parameter
+
+    def _code(self, index: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(index.round().long() + self.shift, self.dim).float()
+
+    def embed_faces(self, faces: torch.Tensor) -> torch.Tensor:
+        return self._code(faces[:, 0, 0, 0, 0])
+
+    def embed_audio(self, mfcc: torch.Tensor) -> torch.Tensor:
+        return self._code(mfcc[:, 0, 0, 0])
+
+
+@pytest.mark.parametrize("planted", [2, 0, -3])
+def test_scores_find_a_planted_offset_with_syncnet_python_windows(planted, monkeypatch):
+    """Audio window j holds what video window j + planted shows (MFCC window j = columns 4j .. 4j + 19, 100 MFCC
+    frames a second at 25 fps): the best offset is ``planted``, and every mean distance is the one
+    ``calc_pdist`` gives (distance 0 for the same index, sqrt(2) for another, 1 against a zero pad row)."""
+    from etlib.audio import sync_metrics
+
+    n_frames, vshift = 30, 5
+    monkeypatch.setattr(
+        sync_metrics,
+        "syncnet_mfcc",
+        lambda wave, sr=16000: np.tile(np.arange(4 * n_frames + 16) // 4 + planted, (13, 1)).astype(np.float32),
+    )
+    faces = np.repeat(np.arange(n_frames, dtype=np.uint8), 224 * 224 * 3).reshape(n_frames, 224, 224, 3)
+    scores = sync_scores_v2(faces, np.zeros(n_frames * 640, np.int16), IndexNet(), vshift=vshift)
+    windows = n_frames - 5
+    expected = []
+    for k in range(2 * vshift + 1):  # face window i against audio window i + k - vshift (zero rows outside)
+        d = []
+        for i in range(windows):
+            j = i + k - vshift
+            d.append(1.0 if not 0 <= j < windows else (0.0 if j + planted == i else np.sqrt(2)))
+        expected.append(np.mean(d))
+    np.testing.assert_allclose(scores.mean_distances, expected, atol=1e-4)
+    assert scores.n_windows == windows and scores.av_offset == planted
+    assert scores.sync_e == pytest.approx(min(expected), abs=1e-4)
+    assert scores.sync_c == pytest.approx(np.median(expected) - min(expected), abs=1e-4)
+    assert scores.sync_e < 0.25 and scores.sync_c > 1.0  # a clear minimum: the planted offset is found, not tied

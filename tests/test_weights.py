@@ -88,6 +88,8 @@ def test_a_prefix_digest_or_plain_http_is_refused_in_the_registry(tmp_path):
     payload = b"prefix checked"
     with pytest.raises(ValueError, match="full 64-digit"):
         _entry(tmp_path, payload, sha256=hashlib.sha256(payload).hexdigest()[:10])
+    with pytest.raises(ValueError, match="lower-case hex"):  # sha256_of gives lower case: upper would never match
+        _entry(tmp_path, payload, sha256=hashlib.sha256(payload).hexdigest().upper())
     with pytest.raises(ValueError, match="not https"):
         _entry(tmp_path, payload, url="http://example.org/tiny.pth")
     with pytest.raises(ValueError, match="bare file name"):
@@ -156,8 +158,7 @@ def test_registry_entries_are_complete():
     for name, e in weights.REGISTRY.items():
         assert e.name == name and e.filename and e.licence and e.used_by
         assert e.url or e.package or e.manual, name
-        if e.sha256:
-            assert len(e.sha256) == 64 and int(e.sha256, 16) >= 0, name
+        # every sha256 is a full lower-case digest: WeightEntry refuses anything else (test_a_prefix_digest_...)
         if e.url:
             assert urllib.parse.urlparse(e.url).scheme == "https", name
         if e.url and not e.package:  # a url download is automatic only with a full digest; else by hand
