@@ -180,7 +180,8 @@ class EvalSettings:
     """How much of each scenario of Tables 1-4 to render (CPU time grows with every number here).
 
     ``max_test_frames`` caps Table 1 at the first N test frames (a contiguous block, so SyncNet windows stay
-    whole; None: the whole test split); ``tts_sentences`` S5 sentences make Table 2; ``frames_per_point``
+    whole; None: the whole test split); ``tts_sentences`` sentences of each held-out set
+    (:data:`etlib.audio.heldout.CROSS_DOMAIN_SETS`, never heard in training) make Table 2; ``frames_per_point``
     frames at each of the 12 S6 points make one continuous Table 3 clip; ``au_sources`` training frames feed
     the offline generator for the AU baseline; ``emotion_clip_frames`` frames of ``--emotion-subject``;
     ``max_audio_seconds`` trims each Table 2 clip (None: whole sentences).

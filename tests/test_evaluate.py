@@ -223,6 +223,14 @@ def test_cli_writes_tables_1_to_4_for_a_tiny_run(smoke_subject, tmp_path):
     for name, clip in clips.items():
         _check_sync_cells(clip)
         assert t2[f"sync_e|{name}"] == clip["sync_e"] and t2[f"sync_c|{name}"] == clip["sync_c"]
+    # Table 2 speaks the held-out sets, in voices training does not use, and measures that training never heard them
+    from etlib.audio.heldout import HEARD_THRESHOLD
+
+    assert list(clips) == ["Set A", "Set B"]
+    speech, heard = report["results"]["table2"]["speech"], report["results"]["table2"]["heard"]
+    assert "en-gb+m7" in speech["Set A"] and "Please pack the blue umbrella" in speech["Set A"]
+    assert set(heard) == set(clips) and max(heard.values()) < HEARD_THRESHOLD
+    assert any("Never heard in training" in n for n in report["tables"]["table2"]["notes"])
     t4 = {r["Method"]: r for r in report["tables"]["table4"]["rows"]}
     assert t4["Ours"]["sync_c"] == pytest.approx(float(ours["sync_c"]))
     assert t4["Combined face b."]["e_acc"] == "not trained"

@@ -5,8 +5,9 @@
 
 * Table 1, self-reconstruction (test split, its own audio, AUs and V/A): PSNR, SSIM, LPIPS, LMD,
   Sync-E/C, AUE-U/AUE-L, FPS for "Ours" and "Ours w/o Emo. branch" (the same model, emotion branch off).
-* Table 2, cross-domain audio: Sync-E/C on speech the subject never said (the S5 sentences through TTS,
-  and any ``--audio`` files).
+* Table 2, cross-domain audio: Sync-E/C on speech the model never heard (:mod:`etlib.audio.heldout`: two sets
+  of evaluation-only sentences, each spoken by a TTS voice that training does not use; and any ``--audio``
+  files), with each clip's largest correlation with the audio training used.
 * Table 3, emotion-conditioned (S6): the 12 valence/arousal points; V-RMSE, A-RMSE (Eq. S17), V-SA, A-SA
   (Eq. S18) and top-3 E-Acc from the emotion judge on face crops of the renders; "Ours" is driven by V/A,
   the AU baseline is the model without its emotion branch driven by action units read off the offline
@@ -425,12 +426,31 @@ def cross_domain_audio(
 
 
 def tts_audios(n: int) -> dict[str, np.ndarray]:
-    """The first ``n`` curated sentences of Sec. S5 spoken by the TTS backend that runs here
-    (:func:`etlib.audio.tts.voice_name` names it in the tables' backends line)."""
-    from etlib.audio.sentences import CURATED_SENTENCES
-    from etlib.audio.tts import synthesize
+    """Table 2's cross-domain speech: the first ``n`` sentences of each set of
+    :data:`etlib.audio.heldout.CROSS_DOMAIN_SETS` ("Set A", "Set B"), spoken by the set's voice. None of it is
+    the subject's audio or the S5 sentences of L_sync (Eq. 9): the model never heard it (``tests/test_heldout.py``;
+    :func:`heard_in_training` measures it on every run). Which voice said what: :func:`cross_domain_descriptions`."""
+    from etlib.audio.heldout import cross_domain_clips
 
-    return {f"TTS S5 #{s.index}": synthesize(s.text, sr=SAMPLE_RATE) for s in CURATED_SENTENCES[:n]}
+    return {name: wave for name, (wave, _) in cross_domain_clips(n, sr=SAMPLE_RATE).items()}
+
+
+def cross_domain_descriptions(n: int) -> dict[str, str]:
+    """``{clip name: "<voice>: <sentences>"}`` of :func:`tts_audios` (the voice that actually spoke)."""
+    from etlib.audio.heldout import cross_domain_clips
+
+    return {name: what for name, (_, what) in cross_domain_clips(n, sr=SAMPLE_RATE).items()}
+
+
+def heard_in_training(audios: Mapping[str, np.ndarray], subject_audio: str | Path) -> dict[str, float]:
+    """For each clip, :func:`etlib.audio.heldout.shared_audio` against the audio training used: the subject's own
+    track and the S5 sentences as L_sync speaks them (1.0: some 0.5 s of the clip is training audio; at or above
+    :data:`etlib.audio.heldout.HEARD_THRESHOLD` the clip is not cross-domain)."""
+    from etlib.audio.heldout import shared_audio, training_speech
+    from etlib.io import read_audio
+
+    heard = [read_audio(subject_audio, sr=SAMPLE_RATE), *training_speech(SAMPLE_RATE)]
+    return {name: shared_audio(wave, heard) for name, wave in audios.items()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -701,15 +721,27 @@ def table1(result: dict[str, Any], backends: dict[str, str]) -> Table:
 
 
 def table2(result: dict[str, Any], backends: dict[str, str]) -> Table:
+    """Table 2: one Sync-E/C column a clip; the notes say who spoke what and how much of it training heard."""
+    from etlib.audio.heldout import HEARD_THRESHOLD
+
     names = list(result["clips"])
-    voice = backends.get("tts", "TTS")
-    rows = [r | {"backends": f"SyncNet {short_backends(backends)['syncnet']}; TTS {voice}"} for r in result["rows"]]
+    speech, heard = result.get("speech", {}), result.get("heard", {})
+    voices = "; ".join(f"{n}: {speech[n].split(': ')[0]}" for n in names if n in speech) or backends.get("tts", "TTS")
+    rows = [r | {"backends": f"SyncNet {short_backends(backends)['syncnet']}; speech {voices}"} for r in result["rows"]]
     columns = [("Method", ("Method",))]
     columns += [(f"{n} Sync-E (↓)/C (↑)", (f"sync_e|{n}", f"sync_c|{n}")) for n in names]
     columns += [("Backends", ("backends",))]
-    notes = [f"{n}: {result['clips'][n]['frames']} frames" for n in names]
+    notes = [f"{n}: {result['clips'][n]['frames']} frames" + (f", {speech[n]}" if n in speech else "") for n in names]
+    if heard:
+        notes.append("Never heard in training: largest normalised correlation of any 0.5 s of each clip with the audio "
+                     "training used (the subject's track, the S5 sentences of L_sync): "
+                     + ", ".join(f"{n} {v:.2f}" for n, v in heard.items())
+                     + f" (1.00: the same samples; unrelated speech measured up to 0.67; {HEARD_THRESHOLD} or more "
+                     "would mean heard).")  # fmt: skip
+        notes += [f"**{n} holds audio training used: it is not cross-domain.**" for n, v in heard.items()
+                  if v >= HEARD_THRESHOLD]  # fmt: skip
     notes += ["No ground-truth row: no video of the subject saying these clips exists.",
-              _backend_note(backends, ("syncnet",) + (("tts",) if "tts" in backends else ()))]  # fmt: skip
+              _backend_note(backends, ("syncnet",))]  # fmt: skip
     return Table("table2", "Table 2. Cross-domain audio", columns, rows, notes)
 
 
@@ -722,7 +754,7 @@ def table3(result: dict[str, Any], backends: dict[str, str], frames_per_point: i
                ("Backends", ("backends",))]  # fmt: skip
     au = result["au_baseline"]
     notes = [
-        f"12 S6 points x {frames_per_point} frames in one clip of cross-domain (TTS) speech.",
+        f"12 S6 points x {frames_per_point} frames in one clip of cross-domain speech (Table 2's first clip, looped).",
         f"AU baseline: {au['generator']} on training frames {au['sources']}, landmarks found on "
         f"{au['detected']} of {len(au['sources']) * 12} generated images, upper-face AUs as `cond.au`.",
         _backend_note(backends, ("judge", "syncnet")),
@@ -825,6 +857,10 @@ def _evaluate(subject, run, out, emotion_subject, ablation_runs, audio_files, se
     audios = tts_audios(settings.tts_sentences)
     audios |= {Path(f).stem: read_audio(f, sr=SAMPLE_RATE) for f in audio_files}
     t2 = cross_domain_audio(model, data, audios, backends, progress, settings.max_audio_seconds)
+    cut = {n: a if settings.max_audio_seconds is None else a[: int(settings.max_audio_seconds * SAMPLE_RATE)]
+           for n, a in audios.items()}  # fmt: skip
+    t2["heard"] = heard_in_training(cut, data.subject.audio)
+    t2["speech"] = cross_domain_descriptions(settings.tts_sentences) | {Path(f).stem: f"file {f}" for f in audio_files}
     speech = next(iter(audios.values()))
     t3 = emotion_conditioned(model, data, backends, speech, settings.frames_per_point, settings.au_sources,
                              emotion_subject, settings.emotion_clip_frames, progress)  # fmt: skip
