@@ -775,6 +775,9 @@ def table4(result: dict[str, Any], backends: dict[str, str]) -> Table:
     columns = [("Method", ("Method",)), ("LPIPS (↓)", ("lpips",)), ("Sync-C (↑)", ("sync_c",)),
                ("E-Acc % (↑)", ("e_acc",)), ("Training notes", ("notes",)), ("Backends", ("backends",))]  # fmt: skip
     notes = ["LPIPS and Sync-C in the self-reconstruction scenario, E-Acc in the emotion-conditioned one (Sec. 4.4).",
+             "Each variant trains like Ours but for what it ablates (tests/test_ablations.py): the same stages, steps, "
+             "loss terms and emotional images; in Combined face b. the emotion stage trains f_F, which takes "
+             "valence/arousal there, instead of f_E.",
              _backend_note(backends, ("judge", "syncnet", "lpips"))]  # fmt: skip
     return Table("table4", "Table 4. Ablations", columns, rows, notes)
 

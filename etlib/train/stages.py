@@ -14,7 +14,8 @@ finetune           Eq. S10 composite; only alpha, c of F_C    I                 
 The branches are trained independently (Sec. 3.4), the inside of the mouth first (TalkingGaussian's
 order); each stage trains its own parts: the canonical stages optimise (and densify) their Gaussians; the
 network stages their manipulation network with the Gaussians it deforms; the emotion stage f_E alone; the
-fine-tuning the face's opacity and colour.
+fine-tuning the face's opacity and colour. In the "Combined face b." ablation of Table 4, where valence/arousal
+enter f_F, the emotion stage trains f_F on the same emotional images instead (``Trainer._stage_networks``).
 """
 
 from __future__ import annotations

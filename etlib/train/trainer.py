@@ -335,8 +335,17 @@ class Trainer:
     def _stage_iterations(self, stage: Stage) -> int:
         return int(self.preset.iterations.as_dict()[stage.name])
 
+    def _stage_networks(self, stage: Stage) -> tuple[str, ...]:
+        """The networks ``stage`` optimises. The emotion stage (Eq. S15) trains the network that takes valence/arousal:
+        f_E (Eq. 5); in the "Combined face b." variant of Table 4, the face branch f_F that takes them instead, on the
+        same emotional images with the same loss and schedule, so that the variant differs from the full model only in
+        where e enters; in "w/o emo. b." none (the stage is skipped)."""
+        if stage.name != "emotion_network" or self.model.f_E is not None:
+            return stage.networks
+        return ("f_F",) if self.ablation.combined_face_branch else ()
+
     def _skip_reason(self, stage: Stage) -> str | None:
-        if stage.name == "emotion_network" and self.model.f_E is None:
+        if stage.name == "emotion_network" and not self._stage_networks(stage):
             return "this ablation has no emotion branch"
         return None
 
@@ -353,7 +362,7 @@ class Trainer:
         if stage.name == "emotion_network" and self.preset.emotion_lr_scale is not None:
             scale = self.preset.emotion_lr_scale
         lr_other = OPTIMIZER.lr_other * scale
-        for name in stage.networks:
+        for name in self._stage_networks(stage):
             parts = self.model.network_parameters()[name]
             groups.append({"params": parts["hash"], "lr": lr_hash, "base_lr": lr_hash})
             groups.append({"params": parts["other"], "lr": lr_other, "base_lr": lr_other})
