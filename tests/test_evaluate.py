@@ -231,6 +231,9 @@ def test_cli_writes_tables_1_to_4_for_a_tiny_run(smoke_subject, tmp_path):
     assert "en-gb+m7" in speech["Set A"] and "Please pack the blue umbrella" in speech["Set A"]
     assert set(heard) == set(clips) and max(heard.values()) < HEARD_THRESHOLD
     assert any("Never heard in training" in n for n in report["tables"]["table2"]["notes"])
+    # every table names the Sync-E/C instrument and what L_sync trained with (here nothing: no SyncNet in training)
+    for name in ("table1", "table2", "table3", "table4"):
+        assert any("L_sync trained with no SyncNet" in n for n in report["tables"][name]["notes"]), name
     t4 = {r["Method"]: r for r in report["tables"]["table4"]["rows"]}
     assert t4["Ours"]["sync_c"] == pytest.approx(float(ours["sync_c"]))
     assert t4["Combined face b."]["e_acc"] == "not trained"

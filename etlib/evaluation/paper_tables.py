@@ -15,6 +15,9 @@
 * Table 4, ablations: LPIPS, Sync-C and E-Acc of each variant run.
 
 Writes ``OUT/tables.md``, ``OUT/table{1..4}.csv``, ``OUT/report.json`` and plots ``OUT/*.png``.
+Sync-E/C come from an instrument independent of training (:mod:`etlib.evaluation.sync_scorer`): SyncNet v2 when
+its weights are present, else an evaluator SyncNet trained from another seed on a clip the model never trained on;
+never the SyncNet of L_sync (Eq. 9), which would grade its own loss (:func:`~etlib.evaluation.sync_scorer.assert_independent`).
 Numbers from offline counterparts (the FER judge, a SyncNet trained on the subject, landmark-geometry AUs)
 are not the paper's numbers: every row names what produced it, and what cannot be measured says
 ``unavailable: <why>`` instead of a stand-in value.
@@ -188,12 +191,15 @@ def find_syncnet(
 
 def make_backends(syncnet_path=None, syncnet_search: Sequence[str | Path] = (), judge: str = "auto") -> Backends:
     """The default backends: the judge of :func:`etlib.emoface.judge.get_judge`, :func:`find_syncnet`,
-    LPIPS when its weights are present, dlib's 68 landmarks."""
+    LPIPS when its weights are present, dlib's 68 landmarks. The SyncNet of Sync-E/C is the one independent of
+    training (:func:`etlib.evaluation.sync_scorer.find_sync_scorer`: an explicit ``syncnet_path``, SyncNet v2, or
+    ``syncnet_eval.pt`` in ``syncnet_search``), never L_sync's ``syncnet.pt``."""
     from etlib.emoface.judge import get_judge
+    from etlib.evaluation.sync_scorer import find_sync_scorer
     from etlib.metrics import try_lpips
     from etlib.preprocess.landmarks import DlibLandmarks
 
-    syncnet, sync_status = find_syncnet(syncnet_path, syncnet_search)
+    syncnet, sync_status = find_sync_scorer(syncnet_search, syncnet_path)
     lpips, lpips_reason = try_lpips()
     lpips_status = lpips_reason if lpips is not None else lpips_reason.removeprefix("LPIPS ")
     device = "CUDA" if torch.cuda.is_available() else "CPU"
@@ -270,6 +276,11 @@ def s6_schedule(frames_per_point: int, points=S6_POINTS) -> tuple[np.ndarray, li
 def clip_sync(frames: np.ndarray, landmarks: np.ndarray, audio: np.ndarray, syncnet) -> dict[str, Any]:
     """Sync-E / Sync-C / AV offset of a clip: (T, H, W, 3) uint8 frames, the (T, 68, 2) landmarks that place
     the face box, the clip's 16 kHz audio. ``syncnet=None`` gives "unavailable" cells."""
+    from etlib.evaluation.sync_scorer import sync_of_clip
+
+    v2 = sync_of_clip(syncnet, frames, landmarks, audio)  # SyncNet v2 reads whole faces and the waveform
+    if v2 is not None:
+        return v2
     if syncnet is None:
         reason = "unavailable: no SyncNet for this subject"
         return {"sync_e": reason, "sync_c": reason, "av_offset": None, "windows": 0}
@@ -852,6 +863,10 @@ def _evaluate(subject, run, out, emotion_subject, ablation_runs, audio_files, se
     settings = settings or settings_for(state["preset"])
     backends = backends or make_backends(syncnet_path, [run.parent, *([out] if out else [])])
     desc = backends.describe()
+    from etlib.evaluation.sync_scorer import assert_independent, training_syncnet_name
+
+    assert_independent(desc["syncnet"], run)  # the loss never grades itself
+    desc["syncnet"] += f"; L_sync trained with {training_syncnet_name(run) or 'no SyncNet'}"
     model = load_model(run).eval()
     data = SubjectFrames.for_run(run, model.config["audio_frames"], subject)
 
