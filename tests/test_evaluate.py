@@ -231,6 +231,16 @@ def test_cli_writes_tables_1_to_4_for_a_tiny_run(smoke_subject, tmp_path):
     assert "en-gb+m7" in speech["Set A"] and "Please pack the blue umbrella" in speech["Set A"]
     assert set(heard) == set(clips) and max(heard.values()) < HEARD_THRESHOLD
     assert any("Never heard in training" in n for n in report["tables"]["table2"]["notes"])
+    # every metric column of every table has its instrument named, with how it relates to training
+    metrics = ("PSNR", "SSIM", "LPIPS", "LMD", "Sync", "AUE", "V-RMSE", "A-RMSE", "V-SA", "A-SA", "E-Acc")
+    sections = (out / "tables.md").read_text().split("### ")[1:]
+    assert len(sections) == 4
+    for section in sections:
+        header = next(line for line in section.splitlines() if line.startswith("| Method"))
+        note = next(line for line in section.splitlines() if line.startswith("* Instruments: "))
+        shown = [m for m in metrics if m in header]
+        assert shown and all(m in note for m in shown), (section.splitlines()[0], shown, note)
+        assert "independent of training (not the SyncNet of L_sync" in note
     # every table names the Sync-E/C instrument and what L_sync trained with (here nothing: no SyncNet in training)
     for name in ("table1", "table2", "table3", "table4"):
         assert any("L_sync trained with no SyncNet" in n for n in report["tables"][name]["notes"]), name

@@ -716,6 +716,44 @@ def to_csv(table: Table) -> str:
     return buf.getvalue()
 
 
+#: How each metric's instrument relates to training (Tables 1-4): what it is, and whether training used it.
+INSTRUMENTS: dict[str, str] = {
+    "psnr_ssim": "PSNR/SSIM: closed-form image statistics",
+    "lpips": "LPIPS: {lpips}, also the network of the L_LPIPS terms of Eqs. S12-S16 (as in the paper: not independent "
+    "of training)",
+    "lmd": "LMD: {landmarks}; no loss term uses it (it tracked the training frames' landmarks in preprocessing)",
+    "sync": "Sync-E/C: {syncnet_name}, independent of training (not the SyncNet of L_sync, Eq. 9)",
+    "aue": "AUE-U/L: landmark-geometry AUs; the same extractor reads the upper-face AUs u that f_F takes (Eq. 4), as "
+    "OpenFace does in the paper",
+    "emotion": "V-RMSE, A-RMSE, V-SA, A-SA, E-Acc: {judge}; no loss term uses it and it made no emotion target (it "
+    "labelled the subject's own frames' valence/arousal in preprocessing)",
+}
+#: The instruments behind each table's metrics.
+TABLE_INSTRUMENTS: dict[str, tuple[str, ...]] = {
+    "table1": ("psnr_ssim", "lpips", "lmd", "sync", "aue"),
+    "table2": ("sync",),
+    "table3": ("psnr_ssim", "sync", "emotion"),
+    "table4": ("lpips", "sync", "emotion"),
+}
+
+
+def instrument_note(table: str, backends: Mapping[str, str]) -> str:
+    """One note naming the instrument of every metric of ``table`` (:data:`TABLE_INSTRUMENTS`) and how it relates
+    to training (:data:`INSTRUMENTS`), from :meth:`Backends.describe`."""
+    lpips = str(backends.get("lpips", "unavailable"))
+    names = {
+        "lpips": "unavailable" if lpips.startswith("unavailable") else lpips,
+        "landmarks": str(backends.get("landmarks", "the landmark detector")).split(" on ")[0],
+        "syncnet_name": str(backends.get("syncnet", "unavailable")).split(" (")[0],
+        "judge": str(backends.get("judge", "the emotion judge")).split(" (")[0],
+    }
+    notes = [INSTRUMENTS[k].format(**names) for k in TABLE_INSTRUMENTS[table]]
+    if names["syncnet_name"].startswith("unavailable"):
+        notes = [n if not n.startswith("Sync-E/C") else "Sync-E/C: unavailable (no instrument independent of training)"
+                 for n in notes]  # fmt: skip
+    return "Instruments: " + "; ".join(notes) + "."
+
+
 def table1(result: dict[str, Any], backends: dict[str, str]) -> Table:
     s = short_backends(backends)
     b = f"SyncNet {s['syncnet']}; LPIPS {s['lpips']}; {s['landmarks']}; {s['action_units']}; FPS on {s['device']}"
@@ -895,6 +933,8 @@ def _evaluate(subject, run, out, emotion_subject, ablation_runs, audio_files, se
         "table4": table4(t4, desc),
     }
     results = {"table1": t1, "table2": t2, "table3": t3, "table4": t4}
+    for name, table in tables.items():
+        table.notes.append(instrument_note(name, desc))
     ev = Evaluation(tables, results, desc, settings, Path(out) if out else None)
     if out is not None:
         write_outputs(ev, Path(out), run_state=state)
