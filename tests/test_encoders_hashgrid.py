@@ -11,10 +11,12 @@ import torch
 from etlib.encoders import hashgrid as hg
 from etlib.encoders.hashgrid import HashGrid, TcnnHashGrid, make_hash_grid, per_level_scale_for
 
+# tiny-cuda-nn's common_device.h: coherent_prime_hash (its default, "CoherentPrime") and prime_hash ("Prime")
 PRIMES = (1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737)
+PAPER_PRIMES = (1958374283, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737)
 
 
-def brute_force_rows(x: np.ndarray, layout: hg.LevelLayout) -> tuple[list[int], list[float]]:
+def brute_force_rows(x: np.ndarray, layout: hg.LevelLayout, primes=PRIMES) -> tuple[list[int], list[float]]:
     """Rows and weights of the 2^D corners of one point at one level, in plain Python integers."""
     d = len(x)
     pos = [np.float32(float(xi) * layout.scale + 0.5) for xi in np.asarray(x, np.float32)]
@@ -29,7 +31,7 @@ def brute_force_rows(x: np.ndarray, layout: hg.LevelLayout) -> tuple[list[int], 
         else:
             index = 0
             for k in range(d):
-                index ^= (v[k] * PRIMES[k]) & 0xFFFFFFFF
+                index ^= (v[k] * primes[k]) & 0xFFFFFFFF
         rows.append(layout.offset + index % layout.n_entries)
         weights.append(math.prod(f if b else 1 - f for f, b in zip(frac, bits)))
     return rows, weights
@@ -154,7 +156,17 @@ def test_tcnn_config_parsing():
     grid = HashGrid.from_tcnn_config(2, {"otype": "HashGrid"})
     assert (grid.n_levels, grid.n_features_per_level, grid.log2_hashmap_size) == (16, 2, 19)
     assert (grid.base_resolution, grid.per_level_scale) == (16, 2.0)
-    for bad in ({"otype": "Frequency"}, {"otype": "HashGrid", "interpolation": "Smoothstep"}, {"type": "Dense"}):
+    # tcnn's default hash is CoherentPrime (what a config without "hash" gets); names compare case-insensitively
+    assert grid.hash == "CoherentPrime" and grid.tcnn_config()["hash"] == "CoherentPrime"
+    assert HashGrid.from_tcnn_config(2, {"otype": "HashGrid", "hash": "coherentprime"}).hash == "CoherentPrime"
+    assert HashGrid.from_tcnn_config(2, {"otype": "HashGrid", "hash": "Prime"}).hash == "Prime"
+    for bad_hash in ("Rng", "BaseConvert", "Murmur"):
+        with pytest.raises(ValueError, match="hash"):
+            HashGrid.from_tcnn_config(2, {"otype": "HashGrid", "hash": bad_hash})
+    with pytest.raises(ValueError, match="hash"):
+        HashGrid(2, hash="Rng")
+    for bad in ({"otype": "Frequency"}, {"otype": "HashGrid", "interpolation": "Smoothstep"}, {"type": "Dense"},
+                {"otype": "HashGrid", "fixed_point_pos": True}):  # fmt: skip
         with pytest.raises(ValueError):
             HashGrid.from_tcnn_config(2, bad)
     with pytest.raises(ValueError, match="n_features_per_level"):
@@ -186,3 +198,22 @@ def test_torch_grid_matches_tinycudann():
     torch_grid.load_state_dict(tcnn_grid.state_dict())
     x = torch.rand(4096, 3, device="cuda")
     torch.testing.assert_close(torch_grid(x), tcnn_grid(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("hash_name,primes", [("CoherentPrime", PRIMES), ("Prime", PAPER_PRIMES),
+                                              ("ReversedPrime", tuple(reversed(PAPER_PRIMES)))])  # fmt: skip
+def test_each_tcnn_hash_indexes_as_its_factors_say(hash_name, primes):
+    """The hashed levels follow tcnn's lcg_hash with the hash's factors; the dense levels do not hash at all."""
+    cfg = dict(n_levels=8, n_features_per_level=1, log2_hashmap_size=10, base_resolution=4, per_level_scale=1.7)
+    grid, coherent = HashGrid(3, hash=hash_name, **cfg), HashGrid(3, **cfg)
+    x = torch.rand(16, 3, generator=torch.Generator().manual_seed(3))
+    cell, _ = grid.grid_positions(x)
+    rows, coherent_rows = grid.corner_indices(cell), coherent.corner_indices(cell)
+    for i in range(len(x)):
+        for lay in grid.layouts:
+            assert rows[i, lay.level].tolist() == brute_force_rows(x[i].numpy(), lay, primes)[0]
+    hashed = [lay.level for lay in grid.layouts if not lay.dense]
+    dense = [lay.level for lay in grid.layouts if lay.dense]
+    assert torch.equal(rows[:, dense], coherent_rows[:, dense])
+    if hash_name != "CoherentPrime":
+        assert not torch.equal(rows[:, hashed], coherent_rows[:, hashed])

@@ -12,7 +12,9 @@ This module follows tiny-cuda-nn's ``include/tiny-cuda-nn/encodings/grid.h`` (``
   ``floor(pos)`` and the interpolation weights are the fractional parts (linear, no smoothstep);
 * a corner's entry is its dense index ``sum_d corner_d * resolution_l**d`` when the level fits
   (``resolution_l**D <= entries``), else the spatial hash ``XOR_d corner_d * prime_d`` in uint32
-  arithmetic; either is taken modulo the level's entry count;
+  arithmetic (``common_device.h``'s ``lcg_hash``: tcnn's default ``"CoherentPrime"`` has prime_0 = 1,
+  ``"Prime"`` the Instant-NGP paper's 1958374283, ``"ReversedPrime"`` the table reversed); either is taken
+  modulo the level's entry count;
 * the output is level-major: ``out[:, l * F + f]``; parameters start uniform in ``[-1e-4, 1e-4]``.
 
 Because the layout matches, a tinycudann ``Encoding`` state dict (its single ``params`` tensor) loads
@@ -31,8 +33,17 @@ from torch import nn
 
 from etlib import backends
 
-#: tiny-cuda-nn's ``fast_hash`` primes (the first one is 1 for memory coherence).
-PRIMES: tuple[int, ...] = (1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737)
+#: The factors of tiny-cuda-nn's ``lcg_hash`` for each ``"hash"`` name of its grid config (``common_device.h``).
+HASH_FACTORS: dict[str, tuple[int, ...]] = {
+    # tcnn's default: the first factor is 1, so neighbouring cells along x share cache lines
+    "CoherentPrime": (1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737),
+    "Prime": (1958374283, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737),
+    "ReversedPrime": (2165219737, 1434869437, 2097192037, 3674653429, 805459861, 2654435761, 1958374283),
+}
+#: tcnn's ``"hash"`` when a config names none.
+DEFAULT_HASH = "CoherentPrime"
+#: The factors of the default hash (``HASH_FACTORS["CoherentPrime"]``).
+PRIMES: tuple[int, ...] = HASH_FACTORS[DEFAULT_HASH]
 _U32 = 0xFFFFFFFF
 #: tiny-cuda-nn caps a dense level at ``uint32_max / 2`` entries before the hash-table minimum.
 _MAX_PARAMS_PER_LEVEL = _U32 // 2
@@ -109,6 +120,7 @@ class HashGrid(nn.Module):
         log2_hashmap_size: log2 of the maximal number of entries a level holds (T).
         base_resolution: N_min, vertices a side of the coarsest level.
         per_level_scale: b, growth factor between consecutive levels.
+        hash: tcnn's spatial hash, a key of :data:`HASH_FACTORS` (default ``"CoherentPrime"``, as tcnn's).
 
     ``forward(x)`` takes ``(N, D)`` points in ``[0, 1]^D`` and returns ``(N, L * F)`` features.
     """
@@ -121,8 +133,11 @@ class HashGrid(nn.Module):
         log2_hashmap_size: int = 19,
         base_resolution: int = 16,
         per_level_scale: float = 2.0,
+        hash: str = DEFAULT_HASH,
     ) -> None:
         super().__init__()
+        if hash not in HASH_FACTORS:
+            raise ValueError(f"hash must be one of {', '.join(HASH_FACTORS)} (tinycudann's names), got {hash!r}")
         if not 1 <= n_input_dims <= len(PRIMES):
             raise ValueError(f"n_input_dims must be between 1 and {len(PRIMES)}, got {n_input_dims}")
         if n_features_per_level not in SUPPORTED_FEATURES_PER_LEVEL:
@@ -144,6 +159,7 @@ class HashGrid(nn.Module):
         self.log2_hashmap_size = log2_hashmap_size
         self.base_resolution = int(base_resolution)
         self.per_level_scale = float(per_level_scale)
+        self.hash = hash
         self.layouts = level_layouts(
             n_input_dims, n_levels, log2_hashmap_size, self.base_resolution, self.per_level_scale
         )
@@ -179,6 +195,7 @@ class HashGrid(nn.Module):
             "base_resolution": self.base_resolution,
             "per_level_scale": self.per_level_scale,
             "interpolation": "Linear",
+            "hash": self.hash,
         }
 
     @classmethod
@@ -191,7 +208,7 @@ class HashGrid(nn.Module):
         return (
             f"n_input_dims={self.n_input_dims}, n_levels={c['n_levels']}, F={c['n_features_per_level']}, "
             f"log2_hashmap_size={c['log2_hashmap_size']}, base_resolution={c['base_resolution']}, "
-            f"per_level_scale={c['per_level_scale']:.6g}, n_params={self.n_params}"
+            f"per_level_scale={c['per_level_scale']:.6g}, hash={c['hash']}, n_params={self.n_params}"
         )
 
     # ------------------------------------------------------------------------------------------
@@ -221,7 +238,8 @@ class HashGrid(nn.Module):
         vertices = [torch.stack([cell[..., d], (cell[..., d] + 1) & _U32], dim=-1) for d in range(n_dims)]
         # vertex < 2**32 and stride <= entries <= 2**31: the dense product fits int64 as is.
         dense_terms = [v * self._strides[:, d, None] for d, v in enumerate(vertices)]
-        hash_terms = [v if PRIMES[d] == 1 else _mul_u32(v, PRIMES[d]) for d, v in enumerate(vertices)]
+        factors = HASH_FACTORS[self.hash]
+        hash_terms = [v if factors[d] == 1 else _mul_u32(v, factors[d]) for d, v in enumerate(vertices)]
         dense_index = self._corner_block(dense_terms, 0)
         hash_index = self._corner_block(hash_terms, 0)
         for d in range(1, n_dims):
@@ -276,11 +294,18 @@ def _parse_tcnn_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"only 'Linear' interpolation is implemented, got {config.get('interpolation')!r}")
     if config.get("stochastic_interpolation", False):
         raise ValueError("stochastic_interpolation is not implemented; remove it from the config")
-    if str(config.get("hash", "Prime")).lower() != "prime":
-        raise ValueError(f"only the 'Prime' hash is implemented, got {config.get('hash')!r}")
+    if config.get("fixed_point_pos", False):
+        raise ValueError("fixed_point_pos is not implemented; remove it from the config")
+    names = {name.lower(): name for name in HASH_FACTORS}  # tcnn compares the names case-insensitively
+    hash_name = names.get(str(config.get("hash", DEFAULT_HASH)).lower())
+    if hash_name is None:
+        raise ValueError(
+            f"hash {config.get('hash')!r} is not implemented; use one of {', '.join(HASH_FACTORS)} (tcnn's default is "
+            f"{DEFAULT_HASH})"
+        )
     if "n_features" in config:
         raise ValueError("give n_levels and n_features_per_level instead of n_features")
-    return {k: type(v)(config.get(k, v)) for k, v in _TCNN_DEFAULTS.items()}
+    return {k: type(v)(config.get(k, v)) for k, v in _TCNN_DEFAULTS.items()} | {"hash": hash_name}
 
 
 def _tinycudann_available() -> bool:
@@ -303,11 +328,15 @@ class TcnnHashGrid(nn.Module):
         log2_hashmap_size: int = 19,
         base_resolution: int = 16,
         per_level_scale: float = 2.0,
+        hash: str = DEFAULT_HASH,
         seed: int = 1337,
     ) -> None:
         super().__init__()
         import tinycudann as tcnn
 
+        if hash not in HASH_FACTORS:
+            raise ValueError(f"hash must be one of {', '.join(HASH_FACTORS)} (tinycudann's names), got {hash!r}")
+        self.hash = hash
         self.n_input_dims = n_input_dims
         self.n_levels = n_levels
         self.n_features_per_level = n_features_per_level
@@ -344,6 +373,7 @@ def make_hash_grid(
     base_resolution: int = 16,
     per_level_scale: float = 2.0,
     backend: str = "auto",
+    hash: str = DEFAULT_HASH,
 ) -> HashGrid | TcnnHashGrid:
     """A hash grid on ``backend``: ``"torch"``, ``"tcnn"`` or ``"auto"`` (tcnn when importable on CUDA)."""
     if backend not in ("auto", "torch", "tcnn"):
@@ -354,6 +384,7 @@ def make_hash_grid(
         log2_hashmap_size=log2_hashmap_size,
         base_resolution=base_resolution,
         per_level_scale=per_level_scale,
+        hash=hash,
     )
     use_tcnn = backend == "tcnn" or (backend == "auto" and _tinycudann_available())
     if backend == "tcnn" and not _tinycudann_available():
