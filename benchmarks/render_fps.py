@@ -37,15 +37,15 @@ PAPER = {"fps": 101, "resolution": 512, "device": "RTX 4090"}
 GOAL_GPU_FPS = 300
 
 
-def load_or_build(run: Path | None, subject: Path | None, preset_name: str | None, backend: str):
-    """(model, subject folder, preset, where the model came from)."""
+def load_or_build(run: Path | None, subject: Path | None, preset_name: str | None, backend: str, device: str = "cpu"):
+    """(model on ``device``, subject folder, preset, where the model came from)."""
     from etlib.config import get_preset
     from etlib.train.checkpoints import read_run_state
     from etlib.train.trainer import load_model
 
     if run is not None:  # state.json validated, the checkpoint loaded with weights_only=True
         st = read_run_state(run)
-        model = load_model(run, preset_name, backend=backend)
+        model = load_model(run, preset_name, backend=backend, device=device)
         preset = get_preset(preset_name or st["preset"])
         last = st["completed"][-1]
         return model, Path(subject or st["subject"]), preset, f"{run} ({last})"
@@ -66,7 +66,7 @@ def load_or_build(run: Path | None, subject: Path | None, preset_name: str | Non
         mouth, face, audio_in_dim=data.audio_channels, audio_window=data.audio_bins, audio_frames=preset.audio_window,
         au_dim=data.au.shape[1], hash_grid=preset.hash_grid, backend=backend,
     )  # fmt: skip
-    return model, Path(subject), preset, f"initialised on {subject} (preset {preset.name}, untrained)"
+    return model.to(device), Path(subject), preset, f"initialised on {subject} (preset {preset.name}, untrained)"
 
 
 def hash_encoder_kind(model) -> str:
@@ -213,12 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     if cuda_available():
         cuda: dict = {"gsplat": gsplat_cuda_available(), "tinycudann": tinycudann_available()}
         try:  # tinycudann encoders ("auto" picks them on CUDA); fall back to the PyTorch hash grid on CUDA
-            model, *_ = load_or_build(args.run, args.subject, args.preset, backend="auto")
-            model = model.to("cuda").eval()
+            model, *_ = load_or_build(args.run, args.subject, args.preset, backend="auto", device="cuda")
+            model = model.eval()
         except Exception as exc:  # a tcnn build/load failure has many types; report it and go on
             cuda["tinycudann_error"] = f"{type(exc).__name__}: {exc}"[:300]
-            model, *_ = load_or_build(args.run, args.subject, args.preset, backend="torch")
-            model = model.to("cuda").eval()
+            model, *_ = load_or_build(args.run, args.subject, args.preset, backend="torch", device="cuda")
+            model = model.eval()
         cuda["hash_encoder"] = hash_encoder_kind(model)
         cuda_ids = [ids[k % len(ids)] for k in range(args.cuda_frames)]
         cuda["results"] = measure(model, data, cuda_ids, [args.cuda_resolution], "cuda", 10, "auto")

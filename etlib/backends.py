@@ -17,8 +17,12 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from etlib import weights
+
+if TYPE_CHECKING:  # torch loads slowly; only the annotations name it here
+    import torch
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,68 @@ def tinycudann_available() -> bool:
         return True
     except Exception:  # built for another GPU/driver: unusable here
         return False
+
+
+#: What ``--device`` and the notebooks' ``device`` parameter accept.
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """The one device of a run: ``"auto"`` (or None) is CUDA when :func:`cuda_available`, else the CPU;
+    ``"cpu"``, ``"cuda"`` and ``"cuda:N"`` are taken as asked, and a CUDA device that is not usable here is an
+    error that says what to pass instead (never a silent fall-back to the CPU)."""
+    import torch
+
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        return torch.device("cuda" if cuda_available() else "cpu")
+    try:
+        dev = torch.device(device.strip().lower() if isinstance(device, str) else device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be one of {', '.join(DEVICE_CHOICES)} (or cuda:N), not {device!r}") from None
+    if dev.type == "cpu":
+        return torch.device("cpu")
+    if dev.type != "cuda":
+        raise ValueError(f"device must be one of {', '.join(DEVICE_CHOICES)} (or cuda:N), not {device!r}")
+    if not cuda_available():
+        why = "ETLIB_FORCE_CPU is set" if force_cpu() else "torch sees no usable CUDA device"
+        raise ValueError(f"device {str(dev)!r} was asked for but {why}; use --device auto or cpu")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {str(dev)!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+    return dev
+
+
+def device_label(device: torch.device | str) -> str:
+    """``"cpu"`` or ``"cuda:0 (NVIDIA H100 80GB HBM3)"``: the device as the run's records name it."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return dev.type
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+
+
+def hash_backend_for(device: torch.device | str) -> str:
+    """The hash-grid backend of a model on ``device``: ``"tcnn"`` on a CUDA device when tinycudann imports,
+    else ``"torch"``. Never tinycudann for a CPU run, even on a machine that has it (its tables live on the GPU)."""
+    import torch
+
+    return "tcnn" if torch.device(device).type == "cuda" and tinycudann_available() else "torch"
+
+
+#: How a run's records name the implementation that actually ran (``RenderOutput.meta["backend"]``, the grid class).
+RASTERIZER_LABELS = {"gsplat": "gsplat (CUDA)", "torch": "etlib tiled PyTorch rasterizer"}
+HASH_ENCODER_LABELS = {"tcnn": "tinycudann HashGrid", "torch": "etlib PyTorch hash grid (tinycudann layout)"}
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work (CUDA kernels run asynchronously); nothing to do on the CPU."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _threads_from_env() -> int:

@@ -186,6 +186,28 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(images), 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
+class LazyFrames(Sequence):
+    """A clip's frames read one at a time: ``frames[i]`` calls ``read(i)``, ``frames[a:b]`` stacks only that slice.
+
+    Whole-clip passes (SyncNet's crops, the evaluation's metrics) take frames in small batches, so a 5-minute
+    512 px clip (7,500 frames, 5.9 GB as uint8) never sits in memory at once; only the batch in hand does.
+    """
+
+    def __init__(self, read: Callable[[int], np.ndarray], n: int) -> None:
+        self._read, self._n = read, int(n)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return np.stack([self._read(i) for i in range(*index.indices(self._n))])
+        i = int(index) + (self._n if int(index) < 0 else 0)
+        if not 0 <= i < self._n:
+            raise IndexError(f"frame {index} is outside the {self._n} frames")
+        return self._read(i)
+
+
 # ----------------------------------------------------------------------------------------------
 # JSON
 # ----------------------------------------------------------------------------------------------

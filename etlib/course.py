@@ -277,15 +277,11 @@ class NotebookContext:
 
     @staticmethod
     def _resolve_device(device: str) -> str:
-        from etlib.backends import cuda_available
+        """``"cpu"`` or ``"cuda"``/``"cuda:N"`` (:func:`etlib.backends.resolve_device`): the device every notebook
+        hands to training, rendering, evaluation and the widgets."""
+        from etlib.backends import resolve_device
 
-        if device == "auto":
-            return "cuda" if cuda_available() else "cpu"
-        if device == "cuda" and not cuda_available():
-            raise ValueError("device='cuda' was asked for but no CUDA device is usable here; use 'auto' or 'cpu'")
-        if device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
-        return device
+        return str(resolve_device(device))
 
     def path(self, *parts: str) -> Path:
         """A path under the output folder (parents created)."""
@@ -317,6 +313,7 @@ class NotebookContext:
             self.preset,
             ablation=ablation,
             emotion_targets=make_emotion_targets(),
+            device=self.device,
         )
         # L_sync needs a SyncNet: the pretrained expert, or the one notebook 05 trains on this subject.
         trainer.use_sync_loss(make_sync_loss(trainer.data, self.output_dir / "syncnet.pt"))

@@ -103,19 +103,21 @@ def render_frames(
     au: np.ndarray | None = None,
     n_frames: int | None = None,
     desc: str = "render",
+    features: np.ndarray | None = None,
 ):
     """Yield (H, W, 3) uint8 frames of the head saying 16 kHz ``audio``: the one render loop of every driver
     (videos, widgets' clips, the tables' clips). Poses and backgrounds loop over the training frames; valence/arousal
     come from ``va_path`` (a function of the time in seconds, a (T, 2) array, or None for each pose frame's own);
     ``au`` (T, 7) overrides the action units; ``n_frames`` defaults to the audio's length (the audio window holds
-    its last frame beyond it). Each frame is :func:`etlib.train.run_metrics.render_frame`. Valence and arousal
-    must lie in [-1, 1] (an array is checked whole, before the first frame)."""
+    its last frame beyond it). Each frame is :func:`etlib.train.run_metrics.render_frame`, on the model's device.
+    ``features`` are ``data.features_for(audio)`` when the caller has them already. Valence and arousal must lie in
+    [-1, 1] (an array is checked whole, before the first frame)."""
     from etlib.train.run_metrics import render_frame
 
     if va_path is not None and not callable(va_path):
         va_path = check_va_array(va_path)
 
-    feats = data.features_for(audio, SAMPLE_RATE, FPS)
+    feats = data.features_for(audio, SAMPLE_RATE, FPS) if features is None else features
     n = len(feats) if n_frames is None else int(n_frames)
     ids = data.train_ids
     model.eval()
@@ -126,7 +128,7 @@ def render_frames(
             va = None if va is None else np.asarray(check_va(*va), np.float32)
             cond = data.condition(i, va=va, audio=feats, audio_index=min(t, len(feats) - 1))
             if au is not None:
-                cond.au = torch.as_tensor(au[t], dtype=torch.float32)
+                cond.au = torch.as_tensor(au[t], dtype=torch.float32, device=model.device)
             yield to_uint8(render_frame(model, data, i, cond, emotion=emotion))
 
 
@@ -139,10 +141,12 @@ def render_video(
     va: str | VAPath = "0,0",
     side_by_side: bool = False,
     progress: bool = True,
+    device: torch.device | str = "auto",
 ) -> Path:
     """Write an mp4 (H.264 + AAC) of the trained head saying ``audio`` (a file or 16 kHz samples) or
     ``text`` (through TTS), along the valence/arousal path ``va``. ``side_by_side`` puts the training
-    frames the poses come from on the left."""
+    frames the poses come from on the left. The model renders on ``device`` (``"auto"``: CUDA when usable); frames
+    go to the encoder one at a time."""
     from etlib.io import read_audio, write_video
     from etlib.train import load_model
     from etlib.train.data import SubjectFrames
@@ -150,6 +154,9 @@ def render_video(
     if (audio is None) == (text is None):
         raise ValueError("give exactly one of audio= (a file or samples) or text=")
     path = va if callable(va) else parse_va(va)  # a bad path is refused before the slow parts
+    from etlib.backends import resolve_device
+
+    device = resolve_device(device)  # so is a device this machine does not have
     if text is not None:
         from etlib.audio.tts import synthesize
 
@@ -159,8 +166,8 @@ def render_video(
     else:
         samples = read_audio(audio, sr=SAMPLE_RATE)
 
-    model = load_model(run_dir)
-    data = SubjectFrames.for_run(run_dir, model.config["audio_frames"])
+    model = load_model(run_dir, device=device)
+    data = SubjectFrames.for_run(run_dir, model.config["audio_frames"], device=model.device)
     frames = render_frames(model, data, samples, path, progress)
     if side_by_side:
         ids = data.train_ids
@@ -185,10 +192,19 @@ def main(argv: list[str] | None = None) -> int:
         "--va", default="0,0", help="'v,a', 't0:v,a;t1:v,a' (seconds) or 'circle'; valence and arousal in [-1, 1]"
     )
     parser.add_argument("--side-by-side", action="store_true")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (auto: CUDA when usable)")
     add_debug_flag(parser)
     args = parser.parse_args(argv)
     print(
-        render_video(args.run, args.out, audio=args.audio, text=args.text, va=args.va, side_by_side=args.side_by_side)
+        render_video(
+            args.run,
+            args.out,
+            audio=args.audio,
+            text=args.text,
+            va=args.va,
+            side_by_side=args.side_by_side,
+            device=args.device,
+        )  # fmt: skip
     )
     if args.text is not None:
         from etlib.audio.tts import voice_name

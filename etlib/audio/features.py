@@ -87,7 +87,7 @@ def stft_magnitude(wave: np.ndarray, n_fft: int, hop: int, win: int) -> np.ndarr
     if len(wave) <= n_fft // 2:
         raise ValueError(f"waveform too short: {len(wave)} samples, need more than {n_fft // 2} for one STFT frame")
     x = torch.from_numpy(wave)
-    window = torch.hann_window(win, periodic=True, dtype=torch.float64)
+    window = torch.hann_window(win, periodic=True, dtype=torch.float64, device=x.device)
     spec = torch.stft(
         x,
         n_fft=n_fft,

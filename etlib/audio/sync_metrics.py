@@ -22,6 +22,7 @@ v2 on MFCCs, the evaluator behind the paper's tables, when its weights are prese
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,22 +75,30 @@ def clip_embeddings(
     ``frames_lower_half``: ``(T, h, w, 3)`` RGB lower-half crops (uint8 or float in [0, 1]) at the
     SyncNet's ``config.face_hw``; ``mel``: ``(80, M)`` log-mel of the clip's audio.
     """
-    frames = to_bgr_chw(frames_lower_half)
-    if tuple(frames.shape[-2:]) != tuple(syncnet.config.face_hw):
+    crops = frames_lower_half
+    if not isinstance(crops, torch.Tensor):
+        crops = torch.from_numpy(np.ascontiguousarray(crops))  # no copy: a whole clip's crops stay as they came
+    if crops.ndim != 4 or crops.shape[-1] != 3:
+        raise ValueError(f"frames must be (T, h, w, 3) RGB, got shape {tuple(crops.shape)}")
+    if tuple(crops.shape[1:3]) != tuple(syncnet.config.face_hw):
         raise ValueError(
-            f"crops are {tuple(frames.shape[-2:])} but {syncnet.name} expects {tuple(syncnet.config.face_hw)} "
+            f"crops are {tuple(crops.shape[1:3])} but {syncnet.name} expects {tuple(syncnet.config.face_hw)} "
             "(height, width); cut them with lower_half_crops(..., out_hw=syncnet.config.face_hw)"
         )
-    n = valid_window_starts(len(frames), mel.shape[1], fps)
+    n = valid_window_starts(len(crops), mel.shape[1], fps)
     if n < 1:
-        raise ValueError(f"clip too short for SyncNet: {len(frames)} frames, need at least {FRAMES_PER_WINDOW}")
+        raise ValueError(f"clip too short for SyncNet: {len(crops)} frames, need at least {FRAMES_PER_WINDOW}")
     device = next(syncnet.parameters()).device
     was_training = syncnet.training
     syncnet.eval()
     face_emb, audio_emb = [], []
     for lo in range(0, n, batch_size):
-        starts = torch.arange(lo, min(n, lo + batch_size))
-        face_emb.append(syncnet.embed_faces(stack_windows(frames, starts).to(device)).cpu())
+        hi = min(n, lo + batch_size)
+        # one batch of windows at a time in float: the frames lo .. hi + 3 they read
+        frames = to_bgr_chw(crops[lo : hi + FRAMES_PER_WINDOW - 1]).to(device)
+        starts = torch.arange(0, hi - lo, device=device)
+        face_emb.append(syncnet.embed_faces(stack_windows(frames, starts)).cpu())
+        starts = torch.arange(lo, hi, device="cpu")
         audio = torch.from_numpy(mel_windows(mel, starts.tolist(), fps)).to(device)
         audio_emb.append(syncnet.embed_audio(audio).cpu())
     syncnet.train(was_training)
@@ -148,7 +157,7 @@ def face_box_from_landmarks(landmarks: np.ndarray | torch.Tensor, margin: float 
     if torch.is_tensor(landmarks):
         landmarks = landmarks.detach().cpu().numpy()
     box = face_box(np.asarray(landmarks, np.float64), margin=margin / 2)
-    return torch.as_tensor(np.asarray(box), dtype=torch.float32)
+    return torch.as_tensor(np.asarray(box), dtype=torch.float32, device="cpu")
 
 
 def lower_half_crops(
@@ -188,7 +197,7 @@ def lower_half_crops(
 def smooth_boxes(boxes: np.ndarray | torch.Tensor, window: int = 5) -> torch.Tensor:
     """Wav2Lip's ``get_smoothened_boxes``: each box is the mean of it and the next ``window - 1``
     (the last ``window`` near the end), so crops do not jitter from frame to frame."""
-    boxes = torch.as_tensor(boxes, dtype=torch.float32)
+    boxes = torch.as_tensor(boxes, dtype=torch.float32, device="cpu")
     out = boxes.clone()
     for i in range(len(boxes)):
         lo = min(i, max(len(boxes) - window, 0))
@@ -196,26 +205,85 @@ def smooth_boxes(boxes: np.ndarray | torch.Tensor, window: int = 5) -> torch.Ten
     return out
 
 
+def _smoothed_boxes(landmarks: np.ndarray, margin: float, smooth: int) -> torch.Tensor:
+    boxes = face_box_from_landmarks(landmarks, margin)
+    return smooth_boxes(boxes, smooth) if smooth > 1 else boxes
+
+
+def _crop_batch(frames: np.ndarray, boxes: torch.Tensor, out_hw: tuple[int, int], device) -> np.ndarray:
+    """``(B, H, W, 3)`` uint8 frames and their ``(B, 4)`` boxes -> ``(B, h, w, 3)`` uint8 lower-half crops."""
+    batch = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    batch = batch.permute(0, 3, 1, 2).float() / 255
+    crops = lower_half_crops(batch, boxes, out_hw)
+    return (crops.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).byte().cpu().numpy()
+
+
 def mouth_crops(
-    frames: np.ndarray,
+    frames: np.ndarray | Sequence[np.ndarray],
     landmarks: np.ndarray,
     out_hw: tuple[int, int] = (32, 64),
     margin: float = 0.1,
     smooth: int = 5,
     batch_size: int = 64,
+    device: torch.device | str = "cpu",
 ) -> np.ndarray:
     """SyncNet training crops of a clip: ``(T, H, W, 3)`` uint8 RGB frames and ``(T, 68, 2)``
-    landmarks -> ``(T, h, w, 3)`` uint8 lower halves of the (smoothed) landmark face boxes."""
+    landmarks -> ``(T, h, w, 3)`` uint8 lower halves of the (smoothed) landmark face boxes.
+
+    ``frames`` may be any sequence that slices into arrays (:class:`etlib.base.LazyFrames` reads them from disk):
+    only ``batch_size`` frames are in memory at once, so a long clip costs its crops, not its frames. The crops
+    are cut on ``device``. :class:`MouthCropper` gives the same crops for frames that arrive one at a time."""
     if len(frames) != len(landmarks):
         raise ValueError(f"{len(frames)} frames but {len(landmarks)} landmark sets")
-    boxes = smooth_boxes(face_box_from_landmarks(landmarks, margin), smooth) if smooth > 1 else None
-    boxes = face_box_from_landmarks(landmarks, margin) if boxes is None else boxes
+    boxes = _smoothed_boxes(landmarks, margin, smooth)
     out = np.empty((len(frames), *out_hw, 3), np.uint8)
     for lo in range(0, len(frames), batch_size):
-        batch = torch.as_tensor(np.asarray(frames[lo : lo + batch_size])).permute(0, 3, 1, 2).float() / 255
-        crops = lower_half_crops(batch, boxes[lo : lo + batch_size], out_hw)
-        out[lo : lo + len(batch)] = (crops.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).byte().numpy()
+        batch = np.asarray(frames[lo : lo + batch_size])
+        out[lo : lo + len(batch)] = _crop_batch(batch, boxes[lo : lo + len(batch)], out_hw, device)
     return out
+
+
+class MouthCropper:
+    """:func:`mouth_crops` for a clip whose frames arrive one at a time (a render loop): ``add(frame)`` each
+    ``(H, W, 3)`` uint8 frame in order, then ``crops()``. The boxes come from the clip's ``(T, 68, 2)`` landmarks,
+    known up front; frames are cropped in the same batches as :func:`mouth_crops`, so the crops are equal, and at
+    most ``batch_size`` frames are held."""
+
+    def __init__(
+        self,
+        landmarks: np.ndarray,
+        out_hw: tuple[int, int] = (32, 64),
+        margin: float = 0.1,
+        smooth: int = 5,
+        batch_size: int = 64,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.boxes = _smoothed_boxes(landmarks, margin, smooth)
+        self.out_hw, self.batch_size, self.device = tuple(out_hw), int(batch_size), device
+        self.out = np.empty((len(landmarks), *self.out_hw, 3), np.uint8)
+        self.done, self._pending = 0, []
+
+    def add(self, frame: np.ndarray) -> None:
+        if self.done + len(self._pending) >= len(self.out):
+            raise ValueError(f"more frames than the {len(self.out)} landmark sets this cropper was given")
+        self._pending.append(np.asarray(frame))
+        if len(self._pending) == self.batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            n, lo = len(self._pending), self.done
+            self.out[lo : lo + n] = _crop_batch(
+                np.stack(self._pending), self.boxes[lo : lo + n], self.out_hw, self.device
+            )
+            self.done, self._pending = lo + n, []
+
+    def crops(self) -> np.ndarray:
+        """The ``(T, h, w, 3)`` uint8 crops of the frames added (all ``T`` of them)."""
+        self._flush()
+        if self.done != len(self.out):
+            raise ValueError(f"{self.done} frames were added for {len(self.out)} landmark sets")
+        return self.out
 
 
 def face_stacks(crops_rgb: torch.Tensor) -> torch.Tensor:
@@ -265,7 +333,7 @@ def sync_scores_v2(
     ``run_pipeline`` face track); ``wave``: the clip's 16 kHz audio. Windows ``0 .. min_length - 6``
     with ``min_length = min(T, floor(n_samples / 640))``, MFCC window ``4 i .. 4 i + 20``.
     """
-    frames = torch.as_tensor(np.asarray(faces_224) if not isinstance(faces_224, torch.Tensor) else faces_224)
+    frames = faces_224 if isinstance(faces_224, torch.Tensor) else torch.as_tensor(np.asarray(faces_224), device="cpu")
     if frames.ndim != 4 or tuple(frames.shape[1:]) != (224, 224, 3):
         raise ValueError(f"faces must be (T, 224, 224, 3) RGB crops, got {tuple(frames.shape)}")
     video = frames.float().flip(-1).permute(3, 0, 1, 2)  # (3, T, 224, 224), BGR 0-255 like cv2.imread

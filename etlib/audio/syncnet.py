@@ -237,7 +237,8 @@ def load_wav2lip_checkpoint(path: str | os.PathLike, device: str | torch.device 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    model = SyncNet(SyncNetConfig(), name="lipsync_expert")
+    with torch.device("cpu"):  # built where its weights were loaded, then moved
+        model = SyncNet(SyncNetConfig(), name="lipsync_expert")
     model.load_state_dict(state, strict=True)
     return freeze(model.to(device))
 
@@ -256,7 +257,8 @@ def load_lipsync_expert(device: str | torch.device = "cpu") -> SyncNet:
 def load_syncnet(path: str | os.PathLike, device: str | torch.device = "cpu") -> SyncNet:
     """Load a SyncNet saved by :func:`train_syncnet` (frozen, evaluation mode)."""
     ckpt = _read_checkpoint(Path(path))
-    model = SyncNet(SyncNetConfig(**ckpt["config"]), name=ckpt["name"])
+    with torch.device("cpu"):  # built where its weights were loaded, then moved
+        model = SyncNet(SyncNetConfig(**ckpt["config"]), name=ckpt["name"])
     model.load_state_dict(ckpt["state_dict"])
     return freeze(model.to(device))
 
@@ -278,7 +280,7 @@ class SyncNetTraining:
 
 def to_bgr_chw(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     """``(T, h, w, 3)`` RGB frames (uint8, or float in [0, 1]) -> ``(T, 3, h, w)`` float BGR in [0, 1]."""
-    x = torch.as_tensor(np.asarray(frames)) if not isinstance(frames, torch.Tensor) else frames
+    x = torch.as_tensor(np.asarray(frames), device="cpu") if not isinstance(frames, torch.Tensor) else frames
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"frames must be (T, h, w, 3) RGB, got shape {tuple(x.shape)}")
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
@@ -401,7 +403,9 @@ def train_syncnet(
     mel_starts = np.array([mel_start(i, fps) for i in range(n_windows)])
 
     torch.manual_seed(seed)
-    model = SyncNet(config, name=f"syncnet:offline-trained(subject={subject})").to(device)
+    with torch.device("cpu"):  # the CPU generator draws the initial weights: the same net on every device
+        model = SyncNet(config, name=f"syncnet:offline-trained(subject={subject})")
+    model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses: list[float] = []
     start_it = 0

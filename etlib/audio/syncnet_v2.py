@@ -70,7 +70,8 @@ def load_syncnet_v2_file(path: str | os.PathLike, device: str | torch.device = "
     if not path.is_file():
         raise FileNotFoundError(f"SyncNet v2 weights not found: {path}")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    model = SyncNetV2()
+    with torch.device("cpu"):  # built where its weights were loaded, then moved
+        model = SyncNetV2()
     # The 2017 release predates BatchNorm's num_batches_tracked; every other tensor must be there.
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]

@@ -209,10 +209,11 @@ def get_judge(prefer: str = "auto", device: str | torch.device = "cpu") -> Emoti
         raise ValueError(f"prefer must be 'auto', 'emonet' or 'fer', got {prefer!r}")
     from etlib.weights import is_present
 
-    if prefer == "emonet" or (prefer == "auto" and is_present("emonet_8")):
-        judge: EmotionJudge = EmoNetJudge()
-    else:
-        judge = FERJudge()
+    with torch.device("cpu"):  # built where its weights are loaded, then moved to ``device``
+        if prefer == "emonet" or (prefer == "auto" and is_present("emonet_8")):
+            judge: EmotionJudge = EmoNetJudge()
+        else:
+            judge = FERJudge()
     log.info("emotion judge: %s", judge.name)
     return judge.to(device)
 

@@ -298,12 +298,13 @@ def measure_model(
 ) -> tuple[dict[str, Any], VisibilityImages]:
     """Targets, renders and every figure on ``n_frames`` held-out frames of ``data`` (a run's
     :class:`~etlib.train.data.SubjectFrames`). Default targets: the emotion stage's
-    (:func:`etlib.emoface.targets.make_emotion_targets`); default judge: :func:`etlib.emoface.judge.get_judge`."""
+    (:func:`etlib.emoface.targets.make_emotion_targets`); default judge: :func:`etlib.emoface.judge.get_judge`, on
+    the model's device."""
     from etlib.emoface.judge import get_judge
     from etlib.emoface.targets import make_emotion_targets
 
     targets = targets or make_emotion_targets()
-    judge = judge or get_judge()
+    judge = judge or get_judge(device=model.device)
     images = make_targets(targets, data, held_out_frames(data.test_ids, n_frames))
     add_renders(images, model, data, progress=progress)
     report = measure(images, judge, identity=FaceDescriptor() if identity else None)

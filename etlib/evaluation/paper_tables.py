@@ -112,7 +112,8 @@ def settings_for(preset: str) -> EvalSettings:
 @dataclass
 class Backends:
     """What produces the numbers: the emotion judge, the SyncNet (or why there is none), LPIPS (or why not),
-    the landmark detector, the AU extractor and the device that rendered."""
+    the landmark detector, the AU extractor and the device that renders and runs the networks (``"cpu"`` or
+    ``"cuda:N"``; the judge, SyncNet and LPIPS are on it)."""
 
     judge: Any
     syncnet: Any | None
@@ -120,9 +121,11 @@ class Backends:
     lpips: Any | None
     lpips_status: str
     detector: Any
-    device: str = "CPU"
+    device: str = "cpu"
 
     def describe(self) -> dict[str, str]:
+        from etlib.backends import device_label
+
         threads = torch.get_num_threads()
         return {
             "judge": self.judge.name if self.judge is not None else "none",
@@ -130,7 +133,7 @@ class Backends:
             "lpips": self.lpips_status,
             "landmarks": f"{getattr(self.detector, 'name', 'detector')} on renders upscaled to 512 px",
             "action_units": "landmark geometry (etlib.preprocess.action_units), subject's neutral",
-            "device": f"{self.device}, {threads} torch thread{'s' if threads > 1 else ''}",
+            "device": f"{device_label(self.device)}, {threads} torch CPU thread{'s' if threads > 1 else ''}",
             "tts": _tts_voice(),
         }
 
@@ -164,9 +167,12 @@ def _backend_note(desc: Mapping[str, str], keys: Sequence[str]) -> str:
 
 
 def find_syncnet(
-    path: str | Path | None = None, search: Sequence[str | Path] = (), subject: str | Path | None = None
+    path: str | Path | None = None,
+    search: Sequence[str | Path] = (),
+    subject: str | Path | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[Any | None, str]:
-    """``(syncnet, description)``: the SyncNet behind Sync-E/C, or ``(None, "unavailable: <why>")``.
+    """``(syncnet, description)``: the SyncNet behind Sync-E/C (on ``device``), or ``(None, "unavailable: <why>")``.
 
     Order: an explicit ``path``; Wav2Lip's pretrained lip-sync expert when its weights are in the cache;
     ``syncnet.pt`` in one of the ``search`` folders (the course writes ``output_dir/syncnet.pt``). Nothing is
@@ -176,34 +182,40 @@ def find_syncnet(
     from etlib.weights import is_present
 
     if path is not None:
-        net = load_syncnet(path)
+        net = load_syncnet(path, device=device)
         return net, f"{net.name} ({path})"
     if is_present("lipsync_expert"):
-        net = load_lipsync_expert()
+        net = load_lipsync_expert(device=device)
         return net, f"{net.name} (Wav2Lip's pretrained expert)"
     for folder in search:
         candidate = Path(folder) / "syncnet.pt"
         if candidate.exists():
-            net = load_syncnet(candidate)
+            net = load_syncnet(candidate, device=device)
             return net, f"{net.name} ({candidate})"
     return None, "unavailable: no SyncNet for this subject"
 
 
-def make_backends(syncnet_path=None, syncnet_search: Sequence[str | Path] = (), judge: str = "auto") -> Backends:
-    """The default backends: the judge of :func:`etlib.emoface.judge.get_judge`, :func:`find_syncnet`,
-    LPIPS when its weights are present, dlib's 68 landmarks. The SyncNet of Sync-E/C is the one independent of
-    training (:func:`etlib.evaluation.sync_scorer.find_sync_scorer`: an explicit ``syncnet_path``, SyncNet v2, or
-    ``syncnet_eval.pt`` in ``syncnet_search``), never L_sync's ``syncnet.pt``."""
+def make_backends(
+    syncnet_path=None,
+    syncnet_search: Sequence[str | Path] = (),
+    judge: str = "auto",
+    device: torch.device | str = "auto",
+) -> Backends:
+    """The default backends on ``device`` (``"auto"``: CUDA when usable): the judge of
+    :func:`etlib.emoface.judge.get_judge`, :func:`find_syncnet`, LPIPS when its weights are present, dlib's 68
+    landmarks (on the CPU: dlib has no GPU path here)."""
+    from etlib.backends import resolve_device
     from etlib.emoface.judge import get_judge
     from etlib.evaluation.sync_scorer import find_sync_scorer
     from etlib.metrics import try_lpips
     from etlib.preprocess.landmarks import DlibLandmarks
 
-    syncnet, sync_status = find_sync_scorer(syncnet_search, syncnet_path)
-    lpips, lpips_reason = try_lpips()
+    device = resolve_device(device)
+    syncnet, sync_status = find_sync_scorer(syncnet_search, syncnet_path, device=device)
+    lpips, lpips_reason = try_lpips(device)
     lpips_status = lpips_reason if lpips is not None else lpips_reason.removeprefix("LPIPS ")
-    device = "CUDA" if torch.cuda.is_available() else "CPU"
-    return Backends(get_judge(judge), syncnet, sync_status, lpips, lpips_status, DlibLandmarks(), device)
+    return Backends(get_judge(judge, device=device), syncnet, sync_status, lpips, lpips_status, DlibLandmarks(),
+                    str(device))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------
@@ -273,24 +285,40 @@ def s6_schedule(frames_per_point: int, points=S6_POINTS) -> tuple[np.ndarray, li
     return va, labels
 
 
-def clip_sync(frames: np.ndarray, landmarks: np.ndarray, audio: np.ndarray, syncnet) -> dict[str, Any]:
-    """Sync-E / Sync-C / AV offset of a clip: (T, H, W, 3) uint8 frames, the (T, 68, 2) landmarks that place
-    the face box, the clip's 16 kHz audio. ``syncnet=None`` gives "unavailable" cells."""
+def clip_sync(frames, landmarks: np.ndarray, audio: np.ndarray, syncnet) -> dict[str, Any]:
+    """Sync-E / Sync-C / AV offset of a clip: (T, H, W, 3) uint8 frames (an array, or any sequence that slices into
+    arrays, such as :class:`etlib.base.LazyFrames`: they are cropped a batch at a time), the (T, 68, 2) landmarks
+    that place the face box, the clip's 16 kHz audio. ``syncnet=None`` gives "unavailable" cells."""
     from etlib.evaluation.sync_scorer import sync_of_clip
 
     v2 = sync_of_clip(syncnet, frames, landmarks, audio)  # SyncNet v2 reads whole faces and the waveform
     if v2 is not None:
         return v2
     if syncnet is None:
-        reason = "unavailable: no SyncNet for this subject"
-        return {"sync_e": reason, "sync_c": reason, "av_offset": None, "windows": 0}
-    from etlib.audio.features import log_mel
-    from etlib.audio.sync_metrics import mouth_crops, sync_scores
-
+        return _no_sync("unavailable: no SyncNet for this subject")
     if len(frames) < 5:
-        reason = f"unavailable: {len(frames)} frames, SyncNet needs 5"
-        return {"sync_e": reason, "sync_c": reason, "av_offset": None, "windows": 0}
-    crops = mouth_crops(frames, landmarks, out_hw=tuple(syncnet.config.face_hw))
+        return _no_sync(f"unavailable: {len(frames)} frames, SyncNet needs 5")
+    from etlib.audio.sync_metrics import mouth_crops
+
+    crops = mouth_crops(frames, landmarks, out_hw=tuple(syncnet.config.face_hw), device=_device_of(syncnet))
+    return sync_of_crops(crops, audio, syncnet)
+
+
+def _no_sync(reason: str) -> dict[str, Any]:
+    return {"sync_e": reason, "sync_c": reason, "av_offset": None, "windows": 0}
+
+
+def _device_of(net) -> torch.device:
+    return next(net.parameters()).device
+
+
+def sync_of_crops(crops: np.ndarray, audio: np.ndarray, syncnet) -> dict[str, Any]:
+    """Sync-E / Sync-C / AV offset from a clip's SyncNet mouth crops (``mouth_crops`` / ``MouthCropper``)."""
+    if len(crops) < 5:
+        return _no_sync(f"unavailable: {len(crops)} frames, SyncNet needs 5")
+    from etlib.audio.features import log_mel
+    from etlib.audio.sync_metrics import sync_scores
+
     scores = sync_scores(crops, log_mel(audio, SAMPLE_RATE), syncnet, FPS)
     return {
         "sync_e": scores.sync_e,
@@ -299,6 +327,111 @@ def clip_sync(frames: np.ndarray, landmarks: np.ndarray, audio: np.ndarray, sync
         "windows": scores.n_windows,
         "mean_distances": scores.mean_distances.tolist(),
     }
+
+
+#: Frames a :class:`ClipStream` gathers before cutting their mouth crops (as :func:`mouth_crops` batches them, so the
+#: crops, hence Sync-E/C, equal those of a whole clip): the most frames a stream holds.
+CROP_BATCH = 64
+
+
+class ClipStream:
+    """What the tables measure of a clip, fed one (H, W, 3) uint8 frame at a time in order (``add``): SyncNet's
+    mouth crops (Sync-E/C), the emotion judge's reading of a face crop of each frame, and the frames at ``keep``
+    (indices, for the figures). Only a batch of frames is held, so a clip of any length costs its crops.
+
+    Args:
+        landmarks: (T, 68, 2) landmarks of the clip's frames (the pose frames': they place the face boxes).
+        syncnet: the instrument of Sync-E/C (:func:`etlib.evaluation.sync_scorer.find_sync_scorer`): a Wav2Lip-style
+            SyncNet (lower-half mouth crops) or SyncNet v2 (224 px whole-face crops, cut one frame at a time), or
+            None.
+        judge: the emotion judge, or None.
+        keep: indices of the frames to keep.
+        judge_batch: face crops the judge reads at once.
+        crop_batch: frames cut into mouth crops at once (default :data:`CROP_BATCH`).
+    """
+
+    def __init__(
+        self,
+        landmarks: np.ndarray,
+        syncnet=None,
+        judge=None,
+        keep: Sequence[int] = (),
+        judge_batch: int = 32,
+        crop_batch: int | None = None,
+    ):
+        from etlib.audio.sync_metrics import MouthCropper
+        from etlib.evaluation.sync_scorer import SyncNetV2Scorer, v2_crop_track
+
+        self.landmarks, self.syncnet, self.judge = np.asarray(landmarks), syncnet, judge
+        self.cropper = self._v2_track = None
+        if isinstance(syncnet, SyncNetV2Scorer):  # whole faces: the track's smoothed boxes now, a crop per frame
+            self._v2_track = v2_crop_track(self.landmarks)
+            self._v2_crops = np.empty((len(self.landmarks), 224, 224, 3), np.uint8)
+        elif syncnet is not None:
+            self.cropper = MouthCropper(
+                self.landmarks,
+                out_hw=tuple(syncnet.config.face_hw),
+                batch_size=crop_batch or CROP_BATCH,
+                device=_device_of(syncnet),
+            )
+        self.keep, self.kept = set(int(k) for k in keep), {}
+        self.judge_batch = int(judge_batch)
+        self._faces: list[np.ndarray] = []
+        self._va: list[np.ndarray] = []
+        self._probs: list[np.ndarray] = []
+        self.n = 0
+
+    def add(self, frame: np.ndarray) -> None:
+        if frame.dtype != np.uint8 or frame.ndim != 3:
+            raise ValueError(f"a clip's frames are (H, W, 3) uint8 images, got {frame.dtype} {frame.shape}")
+        if self.n >= len(self.landmarks):
+            raise ValueError(f"more frames than the {len(self.landmarks)} landmark sets of this clip")
+        if self.cropper is not None:
+            self.cropper.add(frame)
+        if self._v2_track is not None:
+            from etlib.evaluation.sync_scorer import v2_face_crop
+
+            self._v2_crops[self.n] = v2_face_crop(frame, self._v2_track[self.n])
+        if self.judge is not None:
+            from etlib.emoface.judge import crop_face
+
+            face = frame.astype(np.float32) / 255.0  # the video's 8-bit values, as [0, 1] floats
+            self._faces.append(crop_face(face, self.landmarks[self.n], margin=0.2, size=128))
+            if len(self._faces) == self.judge_batch:
+                self._judge()
+        if self.n in self.keep:
+            self.kept[self.n] = frame.copy()
+        self.n += 1
+
+    def _judge(self) -> None:
+        if not self._faces:
+            return
+        x = torch.from_numpy(np.clip(np.stack(self._faces), 0, 1)).permute(0, 3, 1, 2).float()
+        with torch.no_grad():
+            out = self.judge(x.to(_device_of(self.judge)))
+        self._va.append(out.va.cpu().numpy())
+        self._probs.append(out.probs.cpu().numpy())
+        self._faces = []
+
+    def sync(self, audio: np.ndarray) -> dict[str, Any]:
+        """Sync-E / Sync-C / AV offset of the frames added, against the clip's 16 kHz ``audio``."""
+        if self.syncnet is None:
+            return _no_sync("unavailable: no SyncNet for this subject")
+        if self.n < 5:
+            return _no_sync(f"unavailable: {self.n} frames, SyncNet needs 5")
+        if self._v2_track is not None:
+            return self.syncnet.score_crops(self._v2_crops[: self.n], audio)
+        return sync_of_crops(self.cropper.crops(), audio, self.syncnet)
+
+    def judged(self) -> dict[str, Any]:
+        """The judge's ``va`` (T, 2) and ``probs`` (T, C) of the frames added, and its ``class_names``."""
+        self._judge()
+        return {"va": np.concatenate(self._va), "probs": np.concatenate(self._probs),
+                "class_names": list(self.judge.class_names)}  # fmt: skip
+
+    def frames_kept(self) -> np.ndarray:
+        """The kept frames, (K, H, W, 3) uint8 in the order of their indices."""
+        return np.stack([self.kept[k] for k in sorted(self.kept)])
 
 
 def audio_of_frames(audio: np.ndarray, first: int, n: int) -> np.ndarray:
@@ -315,50 +448,66 @@ def audio_of_frames(audio: np.ndarray, first: int, n: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 
 
-def render_driven(
+def driven_landmarks(data, n: int) -> np.ndarray:
+    """(n, 68, 2) tracked landmarks of the pose frames of a driven clip of ``n`` frames (poses and backgrounds loop
+    over the training frames, :func:`etlib.render.render_frames`): they place the face boxes of its crops."""
+    ids = [data.train_ids[t % len(data.train_ids)] for t in range(n)]
+    return data.landmarks[ids]
+
+
+def score_driven(
     model,
     data,
     audio: np.ndarray,
+    backends: Backends,
     va: np.ndarray | None = None,
     au: np.ndarray | None = None,
     emotion: bool = True,
+    judge: bool = False,
+    keep: Sequence[int] = (),
     progress: bool = False,
     desc: str = "render",
-) -> tuple[np.ndarray, np.ndarray]:
+) -> dict[str, Any]:
     """A clip driven by new 16 kHz ``audio``, per-frame ``va`` (T, 2) (default: each pose frame's own) and optional
-    ``au`` (T, 7) overrides of ``cond.au``, rendered by :func:`etlib.render.render_frames` (poses and backgrounds
-    loop over the training frames).
+    ``au`` (T, 7) overrides of ``cond.au``, rendered by :func:`etlib.render.render_frames` and measured as it goes
+    (:class:`ClipStream`): Sync-E/C, with ``judge`` the emotion judge's readings, and the frames at ``keep``.
 
-    Returns (T, H, W, 3) float frames in [0, 1] (the video's 8-bit values) and the (T, 68, 2) tracked landmarks of
-    the pose frames.
+    Returns ``{"frames": T, "landmarks": (T, 68, 2), "sync": {...}, "judged": {...} or None, "kept": (K, H, W, 3)}``.
     """
     from etlib.render import render_frames
 
-    n_frames = None if va is None else len(va)  # None: as long as the audio
-    frames = render_frames(model, data, audio, va, progress, emotion, au=au, n_frames=n_frames, desc=desc)
-    clip = np.stack([f.astype(np.float32) / 255.0 for f in frames])
-    ids = [data.train_ids[t % len(data.train_ids)] for t in range(len(clip))]
-    return clip, data.landmarks[ids]
+    feats = data.features_for(audio, SAMPLE_RATE, FPS)
+    n = len(feats) if va is None else len(va)
+    landmarks = driven_landmarks(data, n)
+    stream = ClipStream(landmarks, backends.syncnet, backends.judge if judge else None, keep)
+    for frame in render_frames(model, data, audio, va, progress, emotion, au=au, n_frames=n, desc=desc,
+                               features=feats):  # fmt: skip
+        stream.add(frame)
+    return {
+        "frames": n,
+        "landmarks": landmarks,
+        "sync": stream.sync(audio),
+        "judged": stream.judged() if judge else None,
+        "kept": stream.frames_kept() if keep else None,
+    }
 
 
-def judge_frames(judge, frames: np.ndarray, landmarks: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
-    """The emotion judge on square face crops (``crop_face``, 20 % margin) of (T, H, W, 3) [0, 1] frames."""
-    from etlib.emoface.judge import crop_face
-
-    crops = np.stack([crop_face(f.astype(np.float32), lm, margin=0.2, size=128) for f, lm in zip(frames, landmarks)])
-    va, probs = [], []
-    with torch.no_grad():
-        for lo in range(0, len(crops), batch):
-            x = torch.from_numpy(np.clip(crops[lo : lo + batch], 0, 1)).permute(0, 3, 1, 2).float()
-            out = judge(x)
-            va.append(out.va.numpy())
-            probs.append(out.probs.numpy())
-    return {"va": np.concatenate(va), "probs": np.concatenate(probs), "class_names": list(judge.class_names)}
+def judge_frames(judge, frames, landmarks: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
+    """The emotion judge on square face crops (``crop_face``, 20 % margin) of (T, H, W, 3) uint8 frames (any
+    iterable: they are read a batch at a time, :class:`ClipStream`)."""
+    stream = ClipStream(landmarks, judge=judge, judge_batch=batch)
+    for frame in frames:
+        stream.add(frame)
+    return stream.judged()
 
 
 # ------------------------------------------------------------------------------------------------
 # Table 1: self-reconstruction
 # ------------------------------------------------------------------------------------------------
+
+
+#: Frames of Table 1's block kept for the figure of its reconstructions (spread over the block).
+SHOWN_FRAMES = 4
 
 
 def self_reconstruction(
@@ -373,43 +522,67 @@ def self_reconstruction(
     """Table 1 on frames ``ids`` (default the test split; must be consecutive for SyncNet): rows "Ground
     truth", "Ours w/o Emo. branch" (emotion branch off) and "Ours" (only "Ours" without ``baselines``).
     Landmarks for LMD and the AUs are found by the same detector on the renders and on the real frames (as
-    OpenFace runs on both in the paper)."""
+    OpenFace runs on both in the paper).
+
+    Streams: each frame is read, rendered and scored (PSNR, SSIM and LPIPS per frame, then averaged over frames as
+    ``etlib.metrics`` does; landmarks; SyncNet's mouth crops) before the next, so a 5-minute test split costs its
+    crops and landmarks, not its frames. :data:`SHOWN_FRAMES` frames are kept for the figure (``shown``)."""
     from etlib.io import read_audio
     from etlib.metrics import fps, lmd, psnr, ssim
-    from etlib.train.run_metrics import detect_landmarks, render_frame
+    from etlib.train.run_metrics import LandmarkTrack, render_frame
 
     ids = list(data.test_ids if ids is None else ids)
     if np.any(np.diff(ids) != 1):
         raise ValueError("Table 1 needs consecutive frame indices (SyncNet reads 5-frame windows)")
-    truth = [data.subject.read_frame(i).astype(np.float32) / 255.0 for i in ids]
-    truth_u8 = to_uint8(truth)
     track = data.landmarks[ids]
     audio = audio_of_frames(read_audio(data.subject.audio, sr=SAMPLE_RATE), ids[0], len(ids))
     neutral = neutral_reference(data.landmarks[data.train_ids])
-    lm_true = detect_landmarks(truth, backends.detector)
-    nchw = lambda x: torch.from_numpy(np.ascontiguousarray(np.stack(x))).permute(0, 3, 1, 2)  # noqa: E731
+    picks = np.linspace(0, len(ids) - 1, min(SHOWN_FRAMES, len(ids))).round().astype(int)
+    labels = [("Ours w/o Emo. branch", False), ("Ours", True)][0 if baselines else 1 :]
+    names = ["Ground truth"] + [label for label, _ in labels]
+    clips = {k: ClipStream(track, backends.syncnet, keep=picks) for k in names}
+    found = {k: LandmarkTrack(backends.detector) for k in names}
+    landmarks: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    scores: dict[str, dict[str, list[float]]] = {label: {"psnr": [], "ssim": [], "lpips": []} for label, _ in labels}
+    nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x[None])).permute(0, 3, 1, 2)  # noqa: E731
+    for i in tqdm(ids, desc="Table 1", disable=not progress):
+        truth = data.subject.read_frame(i)
+        truth_f = truth.astype(np.float32) / 255.0
+        clips["Ground truth"].add(truth)
+        landmarks["Ground truth"].append(found["Ground truth"](truth_f))
+        for label, emotion in labels:
+            pred = render_frame(model, data, i, emotion=emotion)
+            clips[label].add(to_uint8(pred))
+            landmarks[label].append(found[label](pred))
+            frame_scores = scores[label]
+            frame_scores["psnr"].append(psnr(nchw(pred), nchw(truth_f)))
+            frame_scores["ssim"].append(ssim(nchw(pred), nchw(truth_f)))
+            if backends.lpips is not None:
+                frame_scores["lpips"].append(backends.lpips(nchw(pred), nchw(truth_f)))
+    lm = {k: np.stack(v) for k, v in landmarks.items()}
+    lm_true = lm["Ground truth"]
     gt = {"Method": "Ground truth", "psnr": "-", "ssim": 1.0, "lpips": 0.0, "lmd": 0.0, "aue_u": 0.0, "aue_l": 0.0}
-    gt |= clip_sync(truth_u8, track, audio, backends.syncnet) if baselines else {}
+    gt |= clips["Ground truth"].sync(audio) if baselines else {}
     gt["fps"] = "-"
     rows, renders = [gt] if baselines else [], {}
-    for label, emotion in (("Ours w/o Emo. branch", False), ("Ours", True))[0 if baselines else 1 :]:
-        pred = [render_frame(model, data, i, emotion=emotion) for i in tqdm(ids, desc=label, disable=not progress)]
-        renders[label] = to_uint8(pred)
-        lm_pred = detect_landmarks(pred, backends.detector)
+    for label, emotion in labels:
+        lm_pred = lm[label]
         ok = np.isfinite(lm_pred).all(axis=(1, 2)) & np.isfinite(lm_true).all(axis=(1, 2))
         row: dict[str, Any] = {"Method": label}
-        row["psnr"] = psnr(nchw(pred), nchw(truth))
-        row["ssim"] = ssim(nchw(pred), nchw(truth))
-        row["lpips"] = backends.lpips(nchw(pred), nchw(truth)) if backends.lpips is not None else backends.lpips_status
+        row["psnr"] = float(np.mean(scores[label]["psnr"]))
+        row["ssim"] = float(np.mean(scores[label]["ssim"]))
+        row["lpips"] = float(np.mean(scores[label]["lpips"])) if backends.lpips is not None else backends.lpips_status
         row["lmd"] = lmd(lm_pred[ok], lm_true[ok]) if ok.any() else "unavailable: no face detected"
         row["lmd_frames"] = int(ok.sum())
         row |= {k: v for k, v in au_errors(lm_pred, lm_true, neutral).items() if k != "frames"}
-        row |= clip_sync(renders[label], track, audio, backends.syncnet)
+        row |= clips[label].sync(audio)
+        renders[label] = clips[label].frames_kept()
         with torch.no_grad():
             timing = fps(lambda e=emotion: render_frame(model, data, ids[0], emotion=e), warmup=1, iters=fps_iters)
         row["fps"] = timing.fps
         rows.append(row)
-    return {"rows": rows, "frames": ids, "renders": renders, "truth": truth_u8, "landmark_frames": int(ok.sum())}
+    return {"rows": rows, "frames": ids, "shown": [ids[k] for k in picks], "renders": renders,
+            "truth": clips["Ground truth"].frames_kept(), "landmark_frames": int(ok.sum())}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------
@@ -426,12 +599,13 @@ def cross_domain_audio(
     max_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Table 2: Sync-E/C of the model speaking each 16 kHz clip in ``audios`` (name -> samples), at the
-    frames' own measured emotion (its emotion branch on); clips are cut to ``max_seconds`` if given."""
+    frames' own measured emotion (its emotion branch on); clips are cut to ``max_seconds`` if given. Each clip is
+    scored as it renders (:func:`score_driven`)."""
     results = {}
     for name, audio in audios.items():
         audio = audio if max_seconds is None else audio[: int(max_seconds * SAMPLE_RATE)]
-        frames, track = render_driven(model, data, audio, progress=progress, desc=f"speak {name}")
-        results[name] = clip_sync(to_uint8(frames), track, audio, backends.syncnet) | {"frames": len(frames)}
+        clip = score_driven(model, data, audio, backends, progress=progress, desc=f"speak {name}")
+        results[name] = clip["sync"] | {"frames": clip["frames"]}
     return {"rows": [{"Method": "Ours", **{f"{k}|{n}": v for n, r in results.items() for k, v in r.items()}}],
             "clips": results}  # fmt: skip
 
@@ -513,7 +687,8 @@ def emotion_conditioned(
     each of the 12 S6 points for ``frames_per_point`` frames; rows "Ours" (V/A to the emotion branch) and
     "AU baseline" (emotion branch off, AUs of the offline generator's images; skipped without ``au_baseline``).
     With ``emotion_subject``,
-    PSNR against that ground-truth emotion clip (:func:`etlib.train.run_metrics.evaluate_emotion_clip`)."""
+    PSNR against that ground-truth emotion clip (:func:`etlib.train.run_metrics.evaluate_emotion_clip`).
+    Clips are scored as they render; ``renders`` keeps the middle frame of each point's segment (12 a row)."""
     from etlib.train.run_metrics import evaluate_emotion_clip
 
     va, labels = s6_schedule(frames_per_point)
@@ -531,11 +706,12 @@ def emotion_conditioned(
     rows, renders, judged = [], {}, {}
     runs = [("Ours (V/A)", {"va": va, "emotion": True})]
     runs += [("AU baseline (w/o Emo. b. + generator AUs)", {"va": va, "au": au, "emotion": False})] * au_baseline
+    middles = [p * frames_per_point + frames_per_point // 2 for p in range(len(S6_POINTS))]  # one frame a point
     for label, kwargs in runs:
-        frames, track = render_driven(model, data, speech, progress=progress, desc=label, **kwargs)
-        u8 = to_uint8(frames)
-        j = judge_frames(backends.judge, frames, track)
-        row = {"Method": label} | clip_sync(u8, track, speech, backends.syncnet)
+        clip = score_driven(model, data, speech, backends, judge=True, keep=middles, progress=progress, desc=label,
+                            **kwargs)  # fmt: skip
+        j = clip["judged"]
+        row = {"Method": label} | clip["sync"]
         row |= emotion_metrics(j["va"], va, j["probs"], j["class_names"], labels)
         if clip_psnr is None:
             row["psnr_emotion_clip"] = "unavailable: no --emotion-subject"
@@ -543,7 +719,7 @@ def emotion_conditioned(
             key = "with" if kwargs["emotion"] else "without"
             row["psnr_emotion_clip"] = clip_psnr[f"psnr_head_{key}_emotion_branch"]
         rows.append(row)
-        renders[label], judged[label] = u8, j
+        renders[label], judged[label] = clip["kept"], j
     return {
         "rows": rows,
         "targets": va,
@@ -620,8 +796,8 @@ def ablations(
         if run is None:
             rows.append({"Method": label, "lpips": "not trained", "sync_c": "not trained", "e_acc": "not trained"})
             continue
-        model = load_model(run).eval()
-        data = SubjectFrames.for_run(run, model.config["audio_frames"], subject)
+        model = load_model(run, device=backends.device).eval()
+        data = SubjectFrames.for_run(run, model.config["audio_frames"], subject, device=model.device)
         ids = _table1_ids(data, settings.max_test_frames)
         t1 = self_reconstruction(model, data, backends, ids, fps_iters=1, progress=progress, baselines=False)
         t3 = emotion_conditioned(model, data, backends, audio, settings.frames_per_point, progress=progress,
@@ -876,18 +1052,25 @@ def evaluate(
     backends: Backends | None = None,
     syncnet_path: str | Path | None = None,
     progress: bool = True,
+    device: torch.device | str | None = None,
 ) -> Evaluation:
     """Tables 1-4 for the run ``run`` of ``subject``; with ``out``, write tables.md, table{1..4}.csv,
-    report.json and the plots there. Renders use one torch thread (:func:`etlib.backends.torch_threads`)."""
-    from etlib.backends import torch_threads
+    report.json and the plots there. Everything renders and runs on one device: ``device``, else the given
+    ``backends``' device, else ``"auto"`` (CUDA when usable). CPU work uses one torch thread
+    (:func:`etlib.backends.torch_threads`). Every clip is scored as it renders: memory does not grow with its length.
+    """
+    from etlib.backends import resolve_device, torch_threads
 
+    if device is not None and backends is not None and resolve_device(device) != torch.device(backends.device):
+        raise ValueError(f"device {device!r} differs from the backends' device {backends.device!r}: give one of them")
+    device = resolve_device(device if device is not None else (backends.device if backends is not None else "auto"))
     with torch_threads():
         return _evaluate(subject, run, out, emotion_subject, ablation_runs or {}, audio_files, settings, backends,
-                         syncnet_path, progress)  # fmt: skip
+                         syncnet_path, progress, device)  # fmt: skip
 
 
 def _evaluate(subject, run, out, emotion_subject, ablation_runs, audio_files, settings, backends, syncnet_path,
-              progress) -> Evaluation:  # fmt: skip
+              progress, device) -> Evaluation:  # fmt: skip
     from etlib.io import read_audio
     from etlib.train import load_model
     from etlib.train.checkpoints import read_run_state
@@ -899,14 +1082,14 @@ def _evaluate(subject, run, out, emotion_subject, ablation_runs, audio_files, se
     if unknown:
         raise ValueError(f"unknown ablation names {sorted(unknown)}; choose from {', '.join(Ablation.NAMES)}")
     settings = settings or settings_for(state["preset"])
-    backends = backends or make_backends(syncnet_path, [run.parent, *([out] if out else [])])
+    backends = backends or make_backends(syncnet_path, [run.parent, *([out] if out else [])], device=device)
     desc = backends.describe()
     from etlib.evaluation.sync_scorer import assert_independent, training_syncnet_name
 
     assert_independent(desc["syncnet"], run)  # the loss never grades itself
     desc["syncnet"] += f"; L_sync trained with {training_syncnet_name(run) or 'no SyncNet'}"
-    model = load_model(run).eval()
-    data = SubjectFrames.for_run(run, model.config["audio_frames"], subject)
+    model = load_model(run, device=device).eval()
+    data = SubjectFrames.for_run(run, model.config["audio_frames"], subject, device=device)
 
     t1 = self_reconstruction(model, data, backends, _table1_ids(data, settings.max_test_frames),
                              settings.fps_iters, progress)  # fmt: skip
@@ -994,6 +1177,7 @@ def main(argv: list[str] | None = None, print_fn: Callable[[str], None] = print)
     parser.add_argument("--audio", nargs="*", default=[], help="extra speech files for Table 2 (any format)")
     parser.add_argument("--syncnet", help="a SyncNet checkpoint (etlib.audio.syncnet.train_syncnet)")
     parser.add_argument("--settings", help="smoke | quick | paper sizes (default: the run's preset)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda: renders, judge, SyncNet and LPIPS")
     parser.add_argument("--quiet", action="store_true")
     add_debug_flag(parser)
     args = parser.parse_args(argv)
@@ -1007,6 +1191,7 @@ def main(argv: list[str] | None = None, print_fn: Callable[[str], None] = print)
         settings=settings_for(args.settings) if args.settings else None,
         syncnet_path=args.syncnet,
         progress=not args.quiet,
+        device=args.device,
     )
     print_fn(ev.markdown())
     return 0

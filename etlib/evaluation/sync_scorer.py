@@ -47,28 +47,42 @@ def evaluator_name(clip: str, seed: int = EVALUATOR_SEED) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def v2_face_crops(frames: np.ndarray, landmarks: np.ndarray, crop_scale: float = V2_CROP_SCALE) -> np.ndarray:
-    """``(T, 224, 224, 3)`` uint8 face crops for SyncNet v2, cut as ``syncnet_python``'s ``run_pipeline.crop_video``
-    cuts them: box size ``bs`` (half the box's longer side) and centre median-filtered over 13 frames, the frame
-    padded by ``bs (1 + 2 crop_scale)`` with grey 110, rows ``cy - bs .. cy + bs (1 + 2 crop_scale)`` and columns
-    ``cx -+ bs (1 + crop_scale)``, resized to 224. The 68 landmarks' box stands in for its S3FD detection."""
-    import cv2
+def v2_crop_track(landmarks: np.ndarray) -> np.ndarray:
+    """``(T, 3)`` box size ``bs`` (half the box's longer side) and centre ``cy, cx`` of each frame's v2 face crop,
+    median-filtered over 13 frames as ``syncnet_python``'s ``run_pipeline.crop_video`` does (the 68 landmarks' box
+    stands in for its S3FD detection). The whole track is needed up front; the frames are not
+    (:func:`v2_face_crop` cuts one frame at a time)."""
     from scipy.signal import medfilt
 
     lm = np.asarray(landmarks, np.float64)
     x0, y0, x1, y1 = lm[..., 0].min(-1), lm[..., 1].min(-1), lm[..., 0].max(-1), lm[..., 1].max(-1)
     kernel = min(13, len(lm) - (1 - len(lm) % 2))  # medfilt needs an odd kernel no longer than the track
     smooth = (lambda v: medfilt(v, kernel)) if kernel >= 3 else (lambda v: v)  # noqa: E731
-    size, cy, cx = smooth(np.maximum(y1 - y0, x1 - x0) / 2), smooth((y0 + y1) / 2), smooth((x0 + x1) / 2)
+    return np.stack([smooth(np.maximum(y1 - y0, x1 - x0) / 2), smooth((y0 + y1) / 2), smooth((x0 + x1) / 2)], 1)
+
+
+def v2_face_crop(frame: np.ndarray, box: np.ndarray, crop_scale: float = V2_CROP_SCALE) -> np.ndarray:
+    """One ``(224, 224, 3)`` uint8 v2 face crop of ``frame`` at its track entry ``box = (bs, cy, cx)``
+    (:func:`v2_crop_track`): the frame padded by ``bs (1 + 2 crop_scale)`` with grey 110, rows
+    ``cy - bs .. cy + bs (1 + 2 crop_scale)`` and columns ``cx -+ bs (1 + crop_scale)``, resized to 224."""
+    import cv2
+
+    bs, cy, cx = (float(v) for v in box)
+    bsi = int(bs * (1 + 2 * crop_scale))
+    padded = np.pad(np.asarray(frame), ((bsi, bsi), (bsi, bsi), (0, 0)), constant_values=110)
+    my, mx = cy + bsi, cx + bsi
+    face = padded[int(my - bs) : int(my + bs * (1 + 2 * crop_scale)),
+                  int(mx - bs * (1 + crop_scale)) : int(mx + bs * (1 + crop_scale))]  # fmt: skip
+    return cv2.resize(face, (224, 224))
+
+
+def v2_face_crops(frames: np.ndarray, landmarks: np.ndarray, crop_scale: float = V2_CROP_SCALE) -> np.ndarray:
+    """``(T, 224, 224, 3)`` uint8 face crops for SyncNet v2, cut as ``syncnet_python``'s ``run_pipeline.crop_video``
+    cuts them (:func:`v2_crop_track`, :func:`v2_face_crop`)."""
+    track = v2_crop_track(landmarks)
     out = np.empty((len(frames), 224, 224, 3), np.uint8)
     for t, frame in enumerate(frames):
-        bs = size[t]
-        bsi = int(bs * (1 + 2 * crop_scale))
-        padded = np.pad(np.asarray(frame), ((bsi, bsi), (bsi, bsi), (0, 0)), constant_values=110)
-        my, mx = cy[t] + bsi, cx[t] + bsi
-        face = padded[int(my - bs) : int(my + bs * (1 + 2 * crop_scale)),
-                      int(mx - bs * (1 + crop_scale)) : int(mx + bs * (1 + crop_scale))]  # fmt: skip
-        out[t] = cv2.resize(face, (224, 224))
+        out[t] = v2_face_crop(frame, track[t], crop_scale)
     return out
 
 
@@ -81,9 +95,14 @@ class SyncNetV2Scorer:
     name: str = "syncnet_v2 (syncnet_python, pretrained)"
 
     def score(self, frames: np.ndarray, landmarks: np.ndarray, audio: np.ndarray) -> dict[str, Any]:
+        return self.score_crops(v2_face_crops(frames, landmarks), audio)
+
+    def score_crops(self, crops: np.ndarray, audio: np.ndarray) -> dict[str, Any]:
+        """The cells from the clip's ``(T, 224, 224, 3)`` v2 face crops (cut one frame at a time by a streaming
+        caller, :func:`v2_face_crop`) and its 16 kHz audio."""
         from etlib.audio.sync_metrics import sync_scores_v2
 
-        s = sync_scores_v2(v2_face_crops(frames, landmarks), audio, self.model, sr=SAMPLE_RATE)
+        s = sync_scores_v2(crops, audio, self.model, sr=SAMPLE_RATE)
         return {"sync_e": s.sync_e, "sync_c": s.sync_c, "av_offset": s.av_offset, "windows": s.n_windows,
                 "mean_distances": s.mean_distances.tolist()}  # fmt: skip
 
@@ -249,5 +268,7 @@ __all__ = [
     "sync_of_clip",
     "train_evaluator_syncnet",
     "training_syncnet_name",
+    "v2_crop_track",
+    "v2_face_crop",
     "v2_face_crops",
 ]

@@ -32,7 +32,8 @@ class Camera:
     height: int
 
     def __post_init__(self) -> None:
-        self.viewmat = torch.as_tensor(self.viewmat)
+        if not torch.is_tensor(self.viewmat):  # an array becomes a CPU tensor, never one on torch's default device
+            self.viewmat = torch.as_tensor(self.viewmat, device="cpu")
         self.K = torch.as_tensor(self.K, dtype=self.viewmat.dtype, device=self.viewmat.device)
         if self.viewmat.shape != (4, 4):
             raise ValueError(f"Camera.viewmat must be a 4x4 world-to-camera matrix, got {tuple(self.viewmat.shape)}")
@@ -47,10 +48,14 @@ class Camera:
     def from_fov(
         viewmat: Tensor, width: int, height: int, fov_y_deg: float = 30.0, dtype: torch.dtype | None = None
     ) -> Camera:
-        """A camera with a centred principal point and square pixels, given its vertical field of view."""
-        viewmat = torch.as_tensor(viewmat, dtype=dtype or torch.get_default_dtype())
+        """A camera with a centred principal point and square pixels, given its vertical field of view (on the
+        viewmat's device; an array gives a CPU camera)."""
+        device = viewmat.device if torch.is_tensor(viewmat) else torch.device("cpu")
+        viewmat = torch.as_tensor(viewmat, dtype=dtype or torch.get_default_dtype(), device=device)
         f = 0.5 * height / math.tan(math.radians(fov_y_deg) / 2)
-        K = torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]], dtype=viewmat.dtype)
+        K = torch.tensor(
+            [[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]], dtype=viewmat.dtype, device=device
+        )
         return Camera(viewmat, K, width, height)
 
     @staticmethod
@@ -65,21 +70,23 @@ class Camera:
         dtype: torch.dtype | None = None,
     ) -> Camera:
         """A camera at ``eye`` looking at ``target``; ``up`` is the world direction that appears up in
-        the image (OpenCV's image y axis points down, so the default up is world -y)."""
+        the image (OpenCV's image y axis points down, so the default up is world -y). A CPU camera: move it with
+        :meth:`to`."""
         dtype = dtype or torch.get_default_dtype()
-        eye_t = torch.tensor(eye, dtype=torch.float64)
-        forward = torch.tensor(target, dtype=torch.float64) - eye_t
+        f64 = {"dtype": torch.float64, "device": "cpu"}
+        eye_t = torch.tensor(eye, **f64)
+        forward = torch.tensor(target, **f64) - eye_t
         if forward.norm() == 0:
             raise ValueError("Camera.look_at: eye and target coincide")
         z = forward / forward.norm()
-        down = -torch.tensor(up, dtype=torch.float64)
+        down = -torch.tensor(up, **f64)
         x = torch.linalg.cross(down, z)  # OpenCV: x = y cross z, with y (image down) ~ -up
         if x.norm() < 1e-9:
             raise ValueError("Camera.look_at: `up` is parallel to the viewing direction; pick another up vector")
         x = x / x.norm()
         y = torch.linalg.cross(z, x)
         R = torch.stack([x, y, z])  # rows: camera axes in world coordinates
-        viewmat = torch.eye(4, dtype=torch.float64)
+        viewmat = torch.eye(4, **f64)
         viewmat[:3, :3] = R
         viewmat[:3, 3] = -R @ eye_t
         return Camera.from_fov(viewmat.to(dtype), width, height, fov_y_deg, dtype)

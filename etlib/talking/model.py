@@ -59,6 +59,10 @@ class FrameCondition:
     au: Tensor  # (au_dim,)
     va: Tensor  # (2,)
 
+    def to(self, device: torch.device | str) -> FrameCondition:
+        """The same condition on ``device`` (a no-op for tensors already there)."""
+        return FrameCondition(self.audio.to(device), self.au.to(device), self.va.to(device))
+
 
 @dataclass
 class Layer:
@@ -157,6 +161,12 @@ class EmoTalkingGaussian(nn.Module):
             "au_dim": au_dim,
             "ablation": self.ablation.to_dict(),
         }
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model lives (its Gaussians and networks are moved together, with ``.to(device)``): the run's
+        device, on which every function that renders with the model puts its inputs."""
+        return self.face.means.device
 
     # -- layers ---------------------------------------------------------------------------------
     def mouth_layer(self, cond: FrameCondition | None, deform: bool = True) -> Layer:

@@ -1,4 +1,4 @@
-"""python -m etlib.train --subject DIR --preset quick --out RUN [--stages ...] [--ablation full]"""
+"""python -m etlib.train --subject DIR --preset quick --out RUN [--stages ...] [--ablation full] [--device auto]"""
 
 import argparse
 import json
@@ -24,9 +24,18 @@ def main(argv: list[str] | None = None) -> int:
         "without the lipsync_expert weights) L_sync is off, which the run says and records in state.json",
     )
     parser.add_argument("--no-eval", action="store_true", help="skip the test-split metrics at the end")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto | cpu | cuda: where the model, the frames and the loss networks live (auto: CUDA when usable; "
+        "gsplat and tinycudann run on CUDA when they load)",
+    )
     parser.add_argument("--quiet", action="store_true")
     add_debug_flag(parser)
     args = parser.parse_args(argv)
+    from etlib.backends import resolve_device
+
+    device = resolve_device(args.device)  # a device this machine lacks is refused before any slow set-up
     if args.syncnet is not None and not Path(args.syncnet).is_file():  # before any slow set-up
         raise FileNotFoundError(
             f"--syncnet {args.syncnet}: no such file; check the path, or write one with "
@@ -44,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         progress=not args.quiet,
         emotion_targets=default_emotion_targets(),
+        device=device,
     )
     from etlib.train.sync import make_sync_loss
 

@@ -41,7 +41,7 @@ class Sample:
     background: Tensor  # (H, W, 3)
     camera: Camera
     cond: FrameCondition
-    landmarks: Tensor  # (68, 2)
+    landmarks: Tensor  # (68, 2), on the CPU: only numpy-side code (crops, boxes, the generator) reads them
 
 
 class SubjectFrames:
@@ -53,14 +53,21 @@ class SubjectFrames:
         va_origin: valence/arousal of the subject's resting face as the judge reads it; when given, ``va``
             holds the judge's readings relative to it (``va_measured`` keeps them as read). A run trained
             with the offline generator records its origin (:meth:`for_run`).
+        device: where the tensors of :meth:`sample`, :meth:`condition` and :meth:`camera` are made (the run's
+            device: a frame is read from disk, then copied there once).
     """
 
     #: The preprocessing steps whose outputs training and rendering read.
     REQUIRED_STEPS = ("landmarks", "pose", "masks", "normals", "aus", "va", "split")
 
     def __init__(
-        self, subject: SubjectDir | str, audio_frames: int = 8, va_origin: np.ndarray | list | None = None
+        self,
+        subject: SubjectDir | str,
+        audio_frames: int = 8,
+        va_origin: np.ndarray | list | None = None,
+        device: torch.device | str = "cpu",
     ) -> None:
+        self.device = torch.device(device)
         self.subject = subject if isinstance(subject, SubjectDir) else SubjectDir(subject)
         s = self.subject
         meta = s.require_processed(self.REQUIRED_STEPS)
@@ -92,8 +99,15 @@ class SubjectFrames:
         self.audio_frames = audio_frames
 
     @classmethod
-    def for_run(cls, run_dir: str | Path, audio_frames: int = 8, subject: SubjectDir | str | None = None):
-        """The frames of a training run's subject (or ``subject``), with the run's valence/arousal origin."""
+    def for_run(
+        cls,
+        run_dir: str | Path,
+        audio_frames: int = 8,
+        subject: SubjectDir | str | None = None,
+        device: torch.device | str = "cpu",
+    ):
+        """The frames of a training run's subject (or ``subject``), with the run's valence/arousal origin, made on
+        ``device`` (give the model's, :attr:`~etlib.talking.model.EmoTalkingGaussian.device`)."""
         state = read_run_state(run_dir)
         if subject is None:
             subject = state["subject"]
@@ -102,7 +116,7 @@ class SubjectFrames:
                     f"the subject folder this run was trained on, {subject} (recorded in "
                     f"{Path(run_dir) / 'state.json'}), does not exist: put it back, or pass the subject explicitly"
                 )
-        return cls(subject, audio_frames, state.get("va_origin"))
+        return cls(subject, audio_frames, state.get("va_origin"), device)
 
     # -- conditions ---------------------------------------------------------------------------------
     def features_for(self, wave: np.ndarray, sr: int = 16000, fps: float = 25.0) -> np.ndarray:
@@ -118,7 +132,7 @@ class SubjectFrames:
         idx = np.clip(np.arange(i - half, i - half + self.audio_frames), 0, len(feats) - 1)
         window = ((feats[idx] - self.audio_mean) / self.audio_std).astype(np.float32)
         window = window.reshape(self.audio_frames, self.audio_channels, self.audio_bins)
-        return torch.from_numpy(window.copy())
+        return torch.from_numpy(window.copy()).to(self.device)
 
     def condition(
         self,
@@ -138,31 +152,35 @@ class SubjectFrames:
             va = check_va_array(va)
         return FrameCondition(
             audio=self.audio_window(i if audio_index is None else audio_index, audio),
-            au=torch.from_numpy(self.au[i].astype(np.float32)),
-            va=torch.as_tensor(self.va[i] if va is None else va, dtype=torch.float32),
+            au=torch.from_numpy(self.au[i].astype(np.float32)).to(self.device),
+            va=torch.as_tensor(self.va[i] if va is None else va, dtype=torch.float32, device=self.device),
         )
 
     def camera(self, i: int) -> Camera:
-        r = self.resolution
-        return Camera(torch.from_numpy(self.w2c[i]).float(), torch.from_numpy(self.K).float(), r, r)
+        r, dev = self.resolution, self.device
+        return Camera(torch.from_numpy(self.w2c[i]).float().to(dev), torch.from_numpy(self.K).float().to(dev), r, r)
+
+    def background(self, i: int) -> Tensor:
+        """(H, W, 3) in [0, 1] on the device: frame ``i``'s C_background of Eq. S9 (the head inpainted)."""
+        return torch.from_numpy(self.subject.read_bg(i).astype(np.float32) / 255.0).to(self.device)
 
     # -- images ------------------------------------------------------------------------------------
     def sample(self, i: int) -> Sample:
         s = self.subject
 
         def img(a: np.ndarray) -> Tensor:
-            return torch.from_numpy(a.astype(np.float32) / 255.0)
+            return torch.from_numpy(a.astype(np.float32) / 255.0).to(self.device)
 
         def mask(name: str) -> Tensor:
-            return torch.from_numpy(s.read_mask(name, i)[..., None].astype(np.float32))
+            return torch.from_numpy(s.read_mask(name, i)[..., None].astype(np.float32)).to(self.device)
 
         return Sample(
             index=i,
             image=img(s.read_frame(i)),
             face_mask=mask("face"),
             mouth_mask=mask("mouth"),
-            normal=torch.from_numpy(s.read_normal(i)),
-            background=img(s.read_bg(i)),
+            normal=torch.from_numpy(s.read_normal(i)).to(self.device),
+            background=self.background(i),
             camera=self.camera(i),
             cond=self.condition(i),
             landmarks=torch.from_numpy(self.landmarks[i]),

@@ -43,32 +43,47 @@ def psnr(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -
 def render_frame(
     model: EmoTalkingGaussian, data: SubjectFrames, i: int, cond: FrameCondition | None = None, emotion: bool = True
 ) -> np.ndarray:
-    """(H, W, 3) float in [0, 1]: frame ``i``'s camera and background, its own conditions unless given."""
-    background = torch.from_numpy(data.subject.read_bg(i).astype(np.float32) / 255.0)
+    """(H, W, 3) float in [0, 1] on the CPU: frame ``i``'s camera and background, its own conditions unless given,
+    rendered on the model's device (:attr:`~etlib.talking.model.EmoTalkingGaussian.device`; inputs made elsewhere
+    are moved there)."""
+    device = model.device
+    cond = (cond or data.condition(i)).to(device)
     with torch.no_grad():
-        out = model(data.camera(i), cond or data.condition(i), background, emotion=emotion)
-    return out.image.clamp(0, 1).numpy()
+        out = model(data.camera(i).to(device), cond, data.background(i).to(device), emotion=emotion)
+    return out.image.clamp(0, 1).cpu().numpy()
 
 
-def detect_landmarks(images: list[np.ndarray], detector=None) -> np.ndarray:
-    """68 landmarks of each (H, W, 3) [0, 1] image (NaN where no face), at the images' resolution."""
-    import cv2
+class LandmarkTrack:
+    """68 landmarks of a stream of (H, W, 3) [0, 1] images, one image at a time, at the images' resolution (NaN
+    where no face is found). Each detection starts from the previous face box, as when a whole clip is detected at
+    once (:func:`detect_landmarks`), so a long clip is tracked without holding its frames."""
 
-    from etlib.preprocess.landmarks import DlibLandmarks
+    def __init__(self, detector=None) -> None:
+        from etlib.preprocess.landmarks import DlibLandmarks
 
-    detector = detector or DlibLandmarks()
-    out = np.full((len(images), 68, 2), np.nan, np.float32)
-    prev = None
-    for k, img in enumerate(images):
-        size = img.shape[0]
+        self.detector = detector or DlibLandmarks()
+        self.prev = None
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        import cv2
+
+        size = image.shape[0]
         big = cv2.resize(
-            (img * 255).round().astype(np.uint8), (ANALYSIS_SIZE, ANALYSIS_SIZE), interpolation=cv2.INTER_CUBIC
+            (image * 255).round().astype(np.uint8), (ANALYSIS_SIZE, ANALYSIS_SIZE), interpolation=cv2.INTER_CUBIC
         )
-        det = detector(big, prev)
-        if det.landmarks is not None:
-            out[k] = det.landmarks * size / ANALYSIS_SIZE
-            prev = det.box
-    return out
+        det = self.detector(big, self.prev)
+        if det.landmarks is None:
+            return np.full((68, 2), np.nan, np.float32)
+        self.prev = det.box
+        return (det.landmarks * size / ANALYSIS_SIZE).astype(np.float32)
+
+
+def detect_landmarks(images, detector=None) -> np.ndarray:
+    """(T, 68, 2) landmarks of each (H, W, 3) [0, 1] image of ``images`` (any iterable; NaN where no face), at the
+    images' resolution (:class:`LandmarkTrack`)."""
+    track = LandmarkTrack(detector)
+    found = [track(image) for image in images]
+    return np.stack(found) if found else np.zeros((0, 68, 2), np.float32)
 
 
 def mean_audio_condition(data: SubjectFrames, i: int) -> FrameCondition:
@@ -78,33 +93,55 @@ def mean_audio_condition(data: SubjectFrames, i: int) -> FrameCondition:
     return data.condition(i, audio=mean, audio_index=0)
 
 
+def head_mask(subject: SubjectDir, i: int) -> np.ndarray:
+    """(H, W, 1) float32: frame ``i``'s head region, face + inside-mouth masks (what ``psnr_head`` scores)."""
+    return (subject.read_mask("face", i) | subject.read_mask("mouth", i))[..., None].astype(np.float32)
+
+
+def frame_scores(pred: np.ndarray, truth: np.ndarray, head: np.ndarray | None = None) -> dict[str, float]:
+    """PSNR (whole frame, and over ``head`` when given) and SSIM of one (H, W, 3) [0, 1] frame: the per-frame values
+    whose means are the clip's (``etlib.metrics`` averages over frames the same way)."""
+    from etlib.metrics import ssim
+
+    p, t = _nchw(pred[None]), _nchw(truth[None])
+    scores = {"psnr": psnr(pred[None], truth[None]), "ssim": float(ssim(p, t))}
+    if head is not None:
+        scores["psnr_head"] = psnr(pred[None], truth[None], np.broadcast_to(head, pred.shape)[None])
+    return scores
+
+
 def evaluate_model(
     model: EmoTalkingGaussian, data: SubjectFrames, ids: list[int] | None = None, progress: bool = True
 ) -> dict[str, Any]:
-    """Image and lip metrics of ``model`` on frames ``ids`` (default: the test split)."""
-    from etlib.metrics import lmd, ssim
+    """Image and lip metrics of ``model`` on frames ``ids`` (default: the test split).
+
+    Streams: each frame is rendered, scored and its landmarks found before the next is read, so memory does not
+    grow with the number of frames (``benchmarks/eval_memory.py``: a 7,500-frame 512 px subject)."""
+    from etlib.metrics import lmd
 
     ids = list(ids if ids is not None else data.test_ids)
-    renders, statics, truths, heads = [], [], [], []
+    tracks = {k: LandmarkTrack() for k in ("render", "static", "truth")}
+    found: dict[str, list[np.ndarray]] = {k: [] for k in tracks}
+    scores: list[dict[str, float]] = []
     with reuse_encodings(model):  # H(mu) of the canonical Gaussians once for all frames
         for i in tqdm(ids, desc="evaluate", disable=not progress):
-            renders.append(render_frame(model, data, i))
-            statics.append(render_frame(model, data, i, mean_audio_condition(data, i)))
-            truths.append(data.subject.read_frame(i).astype(np.float32) / 255.0)
-            heads.append(data.subject.read_mask("face", i) | data.subject.read_mask("mouth", i))
-    pred, true = np.stack(renders), np.stack(truths)
-    head = np.stack(heads)[..., None].astype(np.float32)
-    lm_pred = detect_landmarks(renders)
-    lm_static = detect_landmarks(statics)
-    lm_true = detect_landmarks(truths)
-    ok = ~np.isnan(lm_pred[:, 0, 0]) & ~np.isnan(lm_static[:, 0, 0]) & ~np.isnan(lm_true[:, 0, 0])
+            images = {
+                "render": render_frame(model, data, i),
+                "static": render_frame(model, data, i, mean_audio_condition(data, i)),
+                "truth": data.subject.read_frame(i).astype(np.float32) / 255.0,
+            }
+            scores.append(frame_scores(images["render"], images["truth"], head_mask(data.subject, i)))
+            for key, image in images.items():
+                found[key].append(tracks[key](image))
+    lm = {k: np.stack(v) if v else np.zeros((0, 68, 2), np.float32) for k, v in found.items()}
+    ok = ~np.isnan(lm["render"][:, 0, 0]) & ~np.isnan(lm["static"][:, 0, 0]) & ~np.isnan(lm["truth"][:, 0, 0])
     return {
         "frames": len(ids),
-        "psnr": psnr(pred, true),
-        "psnr_head": psnr(pred, true, np.broadcast_to(head, pred.shape)),
-        "ssim": float(ssim(_nchw(pred), _nchw(true))),
-        "lmd": float(lmd(lm_pred[ok], lm_true[ok])) if ok.any() else None,
-        "lmd_static_mouth": float(lmd(lm_static[ok], lm_true[ok])) if ok.any() else None,
+        "psnr": float(np.mean([f["psnr"] for f in scores])),
+        "psnr_head": float(np.mean([f["psnr_head"] for f in scores])),
+        "ssim": float(np.mean([f["ssim"] for f in scores])),
+        "lmd": float(lmd(lm["render"][ok], lm["truth"][ok])) if ok.any() else None,
+        "lmd_static_mouth": float(lmd(lm["static"][ok], lm["truth"][ok])) if ok.any() else None,
         "lmd_frames": int(ok.sum()),
     }
 
@@ -150,38 +187,35 @@ def evaluate_emotion_clip(
     ``va_truth`` (T, 2) defaults to the clip's ground truth (``ground_truth/<clip>.npz`` beside its source)
     or, without one, the judge's per-frame estimates, taken relative to ``va_origin`` when the model was trained
     with one (the training run's ``state.json``; a ground truth is relative to the resting face already).
+    Frames are scored one at a time (nothing of the clip is held).
     """
     s = SubjectDir(subject)
-    data = SubjectFrames(s, va_origin=va_origin)
+    data = SubjectFrames(s, va_origin=va_origin, device=model.device)
     if va_truth is None:
         source = Path(s.meta()["source"])
         gt = source.parent / "ground_truth" / f"{source.stem}.npz"
         va_truth = np.load(gt)["va"][: data.n] if gt.exists() else data.va
     ids = list(range(0, data.n, max(1, -(-data.n // max_frames))))
-    with_e, without_e, truth = [], [], []
+    scores: dict[str, list[float]] = {}
     with reuse_encodings(model):
         for i in tqdm(ids, desc="emotion clip", disable=not progress):
             cond = data.condition(i, va=va_truth[i], check_va=False)  # measured, relative to the resting face
-            with_e.append(render_frame(model, data, i, cond, emotion=True))
-            without_e.append(render_frame(model, data, i, cond, emotion=False))
-            truth.append(s.read_frame(i).astype(np.float32) / 255.0)
-    true = np.stack(truth)
-    head = np.stack([s.read_mask("face", i) | s.read_mask("mouth", i) for i in ids])[..., None]
-    head = np.broadcast_to(head, true.shape).astype(np.float32)
-    return {
-        "frames": len(ids),
-        "psnr_head_with_emotion_branch": psnr(np.stack(with_e), true, head),
-        "psnr_head_without_emotion_branch": psnr(np.stack(without_e), true, head),
-        "psnr_with_emotion_branch": psnr(np.stack(with_e), true),
-        "psnr_without_emotion_branch": psnr(np.stack(without_e), true),
-    }
+            truth = s.read_frame(i).astype(np.float32) / 255.0
+            head = np.broadcast_to(head_mask(s, i), truth.shape)[None]
+            for key, emotion in (("with", True), ("without", False)):
+                render = render_frame(model, data, i, cond, emotion=emotion)[None]
+                scores.setdefault(f"psnr_head_{key}_emotion_branch", []).append(psnr(render, truth[None], head))
+                scores.setdefault(f"psnr_{key}_emotion_branch", []).append(psnr(render, truth[None]))
+    order = ("psnr_head_with_emotion_branch", "psnr_head_without_emotion_branch", "psnr_with_emotion_branch",
+             "psnr_without_emotion_branch")  # fmt: skip
+    return {"frames": len(ids), **{k: float(np.mean(scores[k])) for k in order}}
 
 
 def layer_error(model: EmoTalkingGaussian, data: SubjectFrames, ids: list[int], layer: str, deform: bool) -> float:
     """Mean L1 of one layer's render against its masked truth (I^M_mask or I^F_mask) over frames ``ids``:
     with ``deform`` the branch's network acts, without it the canonical Gaussians stand still."""
     errors = []
-    with torch.no_grad():
+    with torch.no_grad():  # data and model on one device (a trainer's ``data`` and ``model``)
         for i in ids:
             s = data.sample(i)
             if layer == "mouth":
@@ -207,7 +241,7 @@ def lip_motion(model: EmoTalkingGaussian, data: SubjectFrames, ids: list[int], r
     lower_lip = [55, 56, 57, 58, 59, 65, 66, 67]
     mu = model.face.means.detach()
     K, w2c = torch.from_numpy(data.K).float(), torch.from_numpy(data.w2c[ids[0]]).float()
-    cam = mu @ w2c[:3, :3].T + w2c[:3, 3]
+    cam = mu.cpu() @ w2c[:3, :3].T + w2c[:3, 3]  # the projection on the CPU, beside the landmarks
     uv = (cam @ K.T)[:, :2] / (cam @ K.T)[:, 2:]
     near = torch.cdist(uv, torch.from_numpy(data.landmarks[ids[0], lower_lip]).float()).min(1).values < radius_px
     if not near.any():
@@ -216,8 +250,8 @@ def lip_motion(model: EmoTalkingGaussian, data: SubjectFrames, ids: list[int], r
     motion = []
     with torch.no_grad():
         for i in ids:
-            c = data.condition(i)
-            d_xyz = model.f_F(mu, c.audio, c.au).d_xyz[near]
+            c = data.condition(i).to(mu.device)
+            d_xyz = model.f_F(mu, c.audio, c.au).d_xyz.cpu()[near]
             motion.append(float((d_xyz @ w2c[:3, :3].T)[:, 1].mean()) * px_per_unit)
     motion_px = np.asarray(motion) - np.mean(motion)
     opening_px = data.landmarks[ids, 66, 1] - data.landmarks[ids, 62, 1]

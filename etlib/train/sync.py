@@ -44,7 +44,7 @@ class SyncLossTerm:
     def __init__(
         self, syncnet: SyncNet, data: SubjectFrames, clips: list[np.ndarray], every: int = 4, crop_renders: bool = True
     ) -> None:
-        self.syncnet = freeze(syncnet)
+        self.syncnet = freeze(syncnet).to(data.device)
         self.crop_renders = crop_renders
         self.data = data
         self.every = max(1, int(every))
@@ -60,6 +60,11 @@ class SyncLossTerm:
 
     def applies(self, iteration: int) -> bool:
         return iteration % self.every == 0
+
+    def to(self, device: torch.device | str) -> SyncLossTerm:
+        """Put the SyncNet on ``device`` (the trainer's), where the renders it judges are; returns ``self``."""
+        self.syncnet = self.syncnet.to(device)
+        return self
 
     def __call__(
         self, model, stage_name: str, sample_index: int, rng: np.random.Generator, deform_face: bool = True
@@ -81,14 +86,15 @@ class SyncLossTerm:
             frames = ids[j : j + WINDOW]
         emotion = stage_name == "emotion_network"
         crops = []
+        device = model.device  # the run's: the frames, the renders and the SyncNet all live there
         for offset, i in enumerate(frames):
-            cond = data.condition(i, audio=feats, audio_index=min(t0 + offset, n_audio - 1))
-            background = torch.from_numpy(data.subject.read_bg(i).astype(np.float32) / 255.0)
-            camera, box = data.camera(i), face_box_from_landmarks(data.landmarks[i])
+            cond = data.condition(i, audio=feats, audio_index=min(t0 + offset, n_audio - 1)).to(device)
+            background = data.background(i).to(device)
+            camera, box = data.camera(i).to(device), face_box_from_landmarks(data.landmarks[i])
             if self.crop_renders:  # SyncNet sees the lower half of the face box: render just that window
                 x0, y0, w, h = lower_half_window(box, camera.width, camera.height)
                 camera, background = camera.crop(x0, y0, w, h), background[y0 : y0 + h, x0 : x0 + w]
-                box = box - torch.tensor([x0, y0, x0, y0], dtype=box.dtype)
+                box = box - torch.tensor([x0, y0, x0, y0], dtype=box.dtype, device=box.device)
             out = model(camera, cond, background, deform_face=deform_face, emotion=emotion)
             crops.append(lower_half_crops(out.image.permute(2, 0, 1)[None], box, tuple(self.syncnet.config.face_hw)))
         crops = torch.cat(crops)

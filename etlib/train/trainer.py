@@ -2,11 +2,16 @@
 
     python -m etlib.train --subject DIR --preset quick --out RUN
 
-``RUN/`` holds ``state.json`` (completed stages, seconds, backends, optional terms that are off),
+``RUN/`` holds ``state.json`` (completed stages, seconds, the device and the rasterizer and hash grid that ran in
+each stage, optional terms that are off),
 ``checkpoints/`` (the model after each stage, and the two newest mid-stage checkpoints: model, optimizers,
-densification state, random generators, loss history), ``losses.csv`` and ``losses.png``. Re-running the same
-command continues exactly where it stopped: a resumed run ends with the same parameters as an unbroken one
-(same seed).
+densification state, random generators (NumPy's, torch's CPU one and, on a GPU, its CUDA one), loss history),
+``losses.csv`` and ``losses.png``. Re-running the same command continues exactly where it stopped: a resumed run
+ends with the same parameters as an unbroken one (same seed, same device).
+
+One device runs everything (``device``: ``auto``, ``cpu`` or ``cuda``): the model, the frames, the LPIPS network,
+L_sync's SyncNet. On CUDA the rasterizer is gsplat and the hash grids tinycudann when they load; on the CPU, etlib's
+PyTorch versions, even on a machine with a GPU.
 
 Checkpoints hold tensors and plain data only and are loaded with ``weights_only=True``
 (:mod:`etlib.train.checkpoints`). One that cannot be read is reported by name, set aside (``*.corrupt``) and
@@ -98,43 +103,74 @@ class SyncLoss(Protocol):
 
 
 def model_state(model: EmoTalkingGaussian) -> dict[str, Any]:
-    """The model as tensors and plain data (loadable with ``weights_only=True``): Gaussians, networks, config."""
+    """The model as CPU tensors and plain data (loadable with ``weights_only=True`` on any machine): Gaussians,
+    networks, config."""
+    cpu = torch.device("cpu")
+
+    def copy(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().to(cpu, copy=True)
+
+    networks = {n: getattr(model, n) for n in ("f_M", "f_F", "f_E") if getattr(model, n) is not None}
     return {
         "format": CHECKPOINT_FORMAT,
         "config": model.config,
-        "mouth": {k: v.clone() for k, v in model.mouth.tensors().items()},
-        "face": {k: v.clone() for k, v in model.face.tensors().items()},
-        "networks": {n: getattr(model, n).state_dict() for n in ("f_M", "f_F", "f_E") if getattr(model, n) is not None},
+        "mouth": {k: copy(v) for k, v in model.mouth.tensors().items()},
+        "face": {k: copy(v) for k, v in model.face.tensors().items()},
+        "networks": {n: {k: copy(v) for k, v in net.state_dict().items()} for n, net in networks.items()},
     }
+
+
+def new_model(make: Callable[[], EmoTalkingGaussian], device: torch.device | str) -> EmoTalkingGaussian:
+    """``make()`` built on the CPU, then moved to ``device``: the same initial values on every device (the networks
+    draw them from torch's CPU generator), and nothing left on torch's default device."""
+    with torch.device("cpu"):
+        model = make()
+    return model.to(device)
 
 
 def _gaussians_from(t: dict[str, torch.Tensor]) -> GaussianSet:
     return GaussianSet(t["means"], t["log_scales"], t["quats"], t["opacity_logits"], t["sh"], t["dn"])
 
 
-def build_model(state: dict[str, Any], preset: Preset, backend: str = "auto") -> EmoTalkingGaussian:
-    """The model a :func:`model_state` dictionary describes, with ``preset``'s hash-grid sizes."""
+def build_model(
+    state: dict[str, Any], preset: Preset, backend: str = "auto", device: torch.device | str = "cpu"
+) -> EmoTalkingGaussian:
+    """The model a :func:`model_state` dictionary describes, with ``preset``'s hash-grid sizes, on ``device``;
+    ``backend`` is the hash grids' (``"auto"``: tinycudann for a CUDA device when it loads, see
+    :func:`etlib.backends.hash_backend_for`)."""
     if state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError("not an EmoTalkingGaussian checkpoint (saved by etlib.train)")
     cfg = state["config"]
-    model = EmoTalkingGaussian(
-        _gaussians_from(state["mouth"]),
-        _gaussians_from(state["face"]),
-        audio_in_dim=cfg["audio_in_dim"],
-        audio_window=cfg["audio_window"],
-        audio_frames=cfg["audio_frames"],
-        au_dim=cfg["au_dim"],
-        hash_grid=preset.hash_grid,
-        ablation=Ablation(**cfg["ablation"]),
-        backend=backend,
-    )
-    for name, sd in state["networks"].items():
-        getattr(model, name).load_state_dict(sd)
-    return model
+    device = torch.device(device)
+    if backend == "auto":
+        from etlib.backends import hash_backend_for
+
+        backend = hash_backend_for(device)
+
+    def make() -> EmoTalkingGaussian:
+        model = EmoTalkingGaussian(
+            _gaussians_from(state["mouth"]),
+            _gaussians_from(state["face"]),
+            audio_in_dim=cfg["audio_in_dim"],
+            audio_window=cfg["audio_window"],
+            audio_frames=cfg["audio_frames"],
+            au_dim=cfg["au_dim"],
+            hash_grid=preset.hash_grid,
+            ablation=Ablation(**cfg["ablation"]),
+            backend=backend,
+        )
+        for name, sd in state["networks"].items():
+            getattr(model, name).load_state_dict(sd)
+        return model
+
+    return new_model(make, device)
 
 
-def load_model(run_dir: str | Path, preset: str | Preset | None = None, backend: str = "auto") -> EmoTalkingGaussian:
-    """The model after the last completed stage of a run (``state.json`` validated, ``weights_only`` load).
+def load_model(
+    run_dir: str | Path, preset: str | Preset | None = None, backend: str = "auto", device: torch.device | str = "auto"
+) -> EmoTalkingGaussian:
+    """The model after the last completed stage of a run (``state.json`` validated, ``weights_only`` load), on
+    ``device`` (``"auto"``: CUDA when usable, see :func:`etlib.backends.resolve_device`).
 
     Raises:
         FileNotFoundError: no run there, or no stage has completed.
@@ -155,7 +191,9 @@ def load_model(run_dir: str | Path, preset: str | Preset | None = None, backend:
             f"{err}. Run `python -m etlib.train --subject {st['subject']} --out {run_dir}` again: it sets the file "
             "aside and re-trains that stage from the last good checkpoint"
         ) from err
-    return build_model(ckpt, get_preset(preset or st["preset"]), backend=backend)
+    from etlib.backends import resolve_device
+
+    return build_model(ckpt, get_preset(preset or st["preset"]), backend=backend, device=resolve_device(device))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -174,6 +212,8 @@ class Trainer:
         emotion_targets: the source of the emotion stage's images (default: the offline generator with
             seamless cloning, or g_LEF when its weights are present).
         sync_loss: L_sync (Eq. 9); None disables the term (recorded in ``state.json``).
+        device: ``"auto"`` (CUDA when usable), ``"cpu"`` or ``"cuda"``: where the model, the frames and every
+            network of the losses live (:func:`etlib.backends.resolve_device`).
     """
 
     def __init__(
@@ -187,7 +227,11 @@ class Trainer:
         progress: bool = True,
         emotion_targets: EmotionTargets | None = None,
         sync_loss: SyncLoss | None = None,
+        device: torch.device | str = "auto",
     ) -> None:
+        from etlib.backends import resolve_device
+
+        self.device = resolve_device(device)
         self.preset = get_preset(preset)
         self.ablation = Ablation.from_name(ablation) if isinstance(ablation, str) else ablation
         self.subject = SubjectDir(subject)
@@ -197,16 +241,21 @@ class Trainer:
         self.seed = seed
         self.progress = progress
         self.emotion_targets = emotion_targets
-        self.sync = sync_loss if self.ablation.sync_loss else None
-        self.lpips = losses.LPIPSLoss()
+        self.sync = None
+        self.lpips = losses.LPIPSLoss().to(self.device)
         self.state = self._load_or_create_state()
-        self.data = SubjectFrames(self.subject, self.preset.audio_window, self.state.get("va_origin"))
+        self.data = SubjectFrames(self.subject, self.preset.audio_window, self.state.get("va_origin"), self.device)
         self.model = self._load_or_create_model()
+        self._ran_rasterizer: set[str] = set()  # RenderOutput.meta["backend"] of this stage's steps
+        self.use_sync_loss(sync_loss)
         self.history: list[dict[str, float]] = self._read_history()
 
     def use_sync_loss(self, term: SyncLoss | None) -> None:
         """Set L_sync after construction (its SyncNet needs this trainer's subject data); ignored when the
-        ablation has no sync loss."""
+        ablation has no sync loss. A term with a ``to(device)`` (:class:`etlib.train.sync.SyncLossTerm`) is moved to
+        the run's device."""
+        if term is not None and hasattr(term, "to"):
+            term = term.to(self.device)
         self.sync = term if self.ablation.sync_loss else None
 
     # -- run bookkeeping ---------------------------------------------------------------------------
@@ -227,9 +276,10 @@ class Trainer:
                         "use another --out for a different run"
                     )
             return st
-        from etlib.backends import summary
+        from etlib.backends import device_label, summary
 
-        st = {**want, "completed": [], "seconds": {}, "backends": summary(), "va_origin": self._resting_va()}
+        st = {**want, "completed": [], "seconds": {}, "device": device_label(self.device), "backends": summary(),
+              "va_origin": self._resting_va()}  # fmt: skip
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(st, indent=2))
         return st
@@ -262,27 +312,51 @@ class Trainer:
             stage = self.state["completed"][-1]
             path = model_path(self.run_dir, stage)
             try:
-                return build_model(load_checkpoint(path), self.preset)
+                return self._record_model(build_model(load_checkpoint(path), self.preset, device=self.device))
             except CheckpointError as err:
                 self._forget_stages_from(stage, err, self._set_aside(path) if path.exists() else None)
+        from etlib.backends import hash_backend_for
+
         torch.manual_seed(self.seed)
-        mouth, face = initial_gaussians(
-            self.subject,
-            self.preset.n_gaussians_face,
-            self.preset.n_gaussians_mouth,
-            self.data.train_ids,
-            seed=self.seed,
-        )
-        return EmoTalkingGaussian(
-            mouth,
-            face,
-            audio_in_dim=self.data.audio_channels,
-            audio_window=self.data.audio_bins,
-            audio_frames=self.preset.audio_window,
-            au_dim=self.data.au.shape[1],
-            hash_grid=self.preset.hash_grid,
-            ablation=self.ablation,
-        )
+
+        def make() -> EmoTalkingGaussian:
+            mouth, face = initial_gaussians(
+                self.subject,
+                self.preset.n_gaussians_face,
+                self.preset.n_gaussians_mouth,
+                self.data.train_ids,
+                seed=self.seed,
+            )
+            return EmoTalkingGaussian(
+                mouth,
+                face,
+                audio_in_dim=self.data.audio_channels,
+                audio_window=self.data.audio_bins,
+                audio_frames=self.preset.audio_window,
+                au_dim=self.data.au.shape[1],
+                hash_grid=self.preset.hash_grid,
+                ablation=self.ablation,
+                backend=hash_backend_for(self.device),
+            )
+
+        return self._record_model(new_model(make, self.device))
+
+    def _record_model(self, model: EmoTalkingGaussian) -> EmoTalkingGaussian:
+        """Note in the run's state (``state.json`` at its next save) the device and hash grid this run's model
+        actually has (a run resumed on another machine records the new ones) and the rasterizer its tensors will pick;
+        each stage then records the rasterizer its renders reported (``ran``)."""
+        from etlib.backends import HASH_ENCODER_LABELS, RASTERIZER_LABELS, device_label
+        from etlib.encoders import TcnnHashGrid
+        from etlib.gaussians.rasterize import choose_backend
+
+        grid = "tcnn" if any(isinstance(m, TcnnHashGrid) for m in model.modules()) else "torch"
+        self.state["device"] = device_label(self.device)
+        self.state["backends"] = {
+            **self.state.get("backends", {}),
+            "rasterizer": RASTERIZER_LABELS[choose_backend(model.face.means)],
+            "hash_encoder": HASH_ENCODER_LABELS[grid],
+        }
+        return model
 
     def _forget_stages_from(self, stage: str, err: CheckpointError, moved: Path | None) -> None:
         """Mark ``stage`` and every later one not done (their mid-stage checkpoints and loss rows go too),
@@ -292,6 +366,7 @@ class Trainer:
         for name in dropped:
             self.state["seconds"].pop(name, None)
             self.state.get("skipped", {}).pop(name, None)
+            self.state.get("ran", {}).pop(name, None)
             for path in latest_paths(self.run_dir, name):
                 path.unlink(missing_ok=True)
         previous = self.state["completed"][-1] if self.state["completed"] else None
@@ -449,19 +524,20 @@ class Trainer:
 
         radius, angle = np.sqrt(rng.random()), rng.uniform(0, 2 * np.pi)
         va = np.array([radius * np.cos(angle), radius * np.sin(angle)], np.float32)
-        frame = (sample.image.numpy() * 255).round().astype(np.uint8)
+        frame = (sample.image.cpu().numpy() * 255).round().astype(np.uint8)
         image, landmarks = self.emotion_targets(frame, sample.landmarks.numpy(), va)
         i = sample.index
         pose = HeadPose(self.data.K, self.data.w2c[i : i + 1], np.zeros(1), np.zeros(1))
         forehead = project_forehead(pose)[0]
         masks = frame_masks(image, landmarks, forehead)
         normal = render_normal_map(np.concatenate([landmarks, forehead]), self.data.w2c[i, :3, :3], image.shape[0])
-        target = torch.from_numpy(image.astype(np.float32) / 255.0)
+        dev = self.device
+        target = torch.from_numpy(image.astype(np.float32) / 255.0).to(dev)
         return (
             va,
             target,
-            torch.from_numpy(masks["face"][..., None].astype(np.float32)),
-            torch.from_numpy(normal),
+            torch.from_numpy(masks["face"][..., None].astype(np.float32)).to(dev),
+            torch.from_numpy(normal).to(dev),
             losses.changed_region(target, sample.image),
         )
 
@@ -508,12 +584,14 @@ class Trainer:
             terms = self._image_terms(frame.image, s.image, w.eta1_dssim, w.eta2_lpips)
         else:
             raise ValueError(stage.name)
-        total = torch.zeros(())
-        logged = {}
-        for name, term in terms.items():
+        total = torch.zeros((), device=self.device)
+        values = []
+        for term in terms.values():
             weight, value = (1.0, term) if isinstance(term, torch.Tensor) else term
             total = total + weight * value
-            logged[name] = float(value.detach())
+            values.append(value.detach().reshape(()))
+        # one copy to the host for all terms: on a GPU each float() would wait for the queue on its own
+        logged = dict(zip(terms, torch.stack(values).tolist())) if values else {}
         return total, logged, out.meta
 
     # -- checkpoints ---------------------------------------------------------------------------------------
@@ -580,6 +658,8 @@ class Trainer:
                 "densifier": densifier.state if densifier else None,
                 "numpy_rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(),
+                # gsplat's densification draws its splits on the GPU: a resumed CUDA run needs this generator too
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
                 "history_len": len(self.history),
             },
             self._latest_path(stage),
@@ -595,7 +675,7 @@ class Trainer:
                 continue
             try:
                 ckpt = load_checkpoint(path)
-                model = build_model(ckpt["model"], self.preset)
+                model = build_model(ckpt["model"], self.preset, device=self.device)
                 if ckpt.get("stage") != stage.name:
                     raise CheckpointError(f"checkpoint {path} belongs to stage {ckpt.get('stage')!r}")
             except (CheckpointError, KeyError, ValueError) as err:
@@ -639,13 +719,18 @@ class Trainer:
                 o.load_state_dict(ckpt["gauss_opts"][k])
             if net_opt is not None:
                 net_opt.load_state_dict(ckpt["net_opt"])
-            if densifier is not None:
-                densifier.state = ckpt["densifier"]
+            if densifier is not None:  # loaded on the CPU: its running gradient sums go back to the run's device
+                densifier.state = {
+                    k: v.to(self.device) if torch.is_tensor(v) else v for k, v in ckpt["densifier"].items()
+                }
             rng.bit_generator.state = ckpt["numpy_rng"]
             torch.set_rng_state(ckpt["torch_rng"])
+            if ckpt.get("cuda_rng") is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
         else:
             torch.manual_seed(self.seed * 1000 + STAGE_NAMES.index(stage.name))
         t0 = time.perf_counter()
+        self._ran_rasterizer = set()
         bar = tqdm(
             range(start, iterations), desc=stage.name, initial=start, total=iterations, disable=not self.progress
         )
@@ -654,6 +739,7 @@ class Trainer:
         self._check_finite_parameters(stage, iterations - 1)
         atomic_torch_save(model_state(self.model), model_path(self.run_dir, stage.name))
         self._write_history()
+        self._record_ran(stage)
         self.state["completed"].append(stage.name)
         self.state["seconds"][stage.name] = round(
             self.state["seconds"].get(stage.name, 0) + time.perf_counter() - t0, 2
@@ -674,6 +760,7 @@ class Trainer:
             with reuse_encodings(self.model):  # H(mu) once for the frame and L_sync's five renders
                 total, terms, meta = self.stage_loss(stage, sample, rng, it)
             self._check_finite_loss(stage, it, total, terms)
+            self._ran_rasterizer.add(meta["backend"])
             if densifier is not None:
                 densifier.step_pre_backward(it, meta)
             total.backward()
@@ -682,10 +769,23 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
             if densifier is not None:
                 densifier.step_post_backward(it, meta)
-            self.history.append({"stage": stage.name, "iteration": it, "loss": float(total.detach()), **terms})
-            bar.set_postfix(loss=f"{float(total.detach()):.4f}", n=len(getattr(self.model, stage.gaussians or "face")))
+            loss = float(total.detach())
+            self.history.append({"stage": stage.name, "iteration": it, "loss": loss, **terms})
+            bar.set_postfix(loss=f"{loss:.4f}", n=len(getattr(self.model, stage.gaussians or "face")))
             if (it + 1) % self.preset.checkpoint_every == 0 and it + 1 < iterations:
                 self._save_latest(stage, it, gauss_opts, net_opt, densifier, rng)
+
+    def _record_ran(self, stage: Stage) -> None:
+        """``state["ran"][stage]``: the device, the rasterizer the stage's renders reported (``meta["backend"]``) and
+        the hash grid of the model, i.e. what ran rather than what this machine could run; ``backends`` follows."""
+        from etlib.backends import RASTERIZER_LABELS, device_label
+
+        self._record_model(self.model)
+        ran = {"device": device_label(self.device), "hash_encoder": self.state["backends"]["hash_encoder"]}
+        if self._ran_rasterizer:  # a resumed stage whose last steps were all done before has nothing new to say
+            ran["rasterizer"] = " + ".join(RASTERIZER_LABELS[b] for b in sorted(self._ran_rasterizer))
+            self.state["backends"]["rasterizer"] = ran["rasterizer"]
+        self.state.setdefault("ran", {})[stage.name] = ran
 
     def _dropped_terms(self) -> dict[str, str]:
         """The optional loss terms that are off in this run, and why."""

@@ -20,7 +20,8 @@ def plot_table(table, ax=None):
 
 
 def show_reconstructions(result1: dict, n: int = 4, axes=None):
-    """Table 1's frames: the truth and both rows' renders for ``n`` test frames spread over the block."""
+    """Table 1's frames: the truth and both rows' renders for ``n`` of the test frames it kept (``shown``: spread
+    over the block)."""
     import matplotlib.pyplot as plt
 
     truth, renders = result1["truth"], result1["renders"]
@@ -31,23 +32,23 @@ def show_reconstructions(result1: dict, n: int = 4, axes=None):
     for r, (name, frames) in enumerate(lines):
         for c, k in enumerate(picks):
             axes[r][c].imshow(frames[k])
-            axes[r][c].set_title(f"{name if c == 0 else ''}\nframe {result1['frames'][k]}", fontsize=7)
+            axes[r][c].set_title(f"{name if c == 0 else ''}\nframe {result1['shown'][k]}", fontsize=7)
             axes[r][c].axis("off")
     return axes
 
 
 def show_emotion_renders(result3: dict, row: str | None = None, axes=None):
-    """The middle frame of each S6 point's segment, for the Table 3 row ``row`` (default: both rows)."""
+    """The middle frame of each S6 point's segment (what Table 3 keeps of its clips, one frame a point), for the
+    Table 3 row ``row`` (default: both rows)."""
     import matplotlib.pyplot as plt
 
     renders = result3["renders"] if row is None else {row: result3["renders"][row]}
-    per_point = len(result3["labels"]) // len(S6_POINTS)
     if axes is None:
         _, axes = plt.subplots(len(renders), 12, figsize=(14, 1.5 * len(renders) + 0.4), squeeze=False)
     for r, (name, frames) in enumerate(renders.items()):
         for p, (v, a, label) in enumerate(S6_POINTS):
             ax = axes[r][p]
-            ax.imshow(frames[p * per_point + per_point // 2])
+            ax.imshow(frames[p])
             ax.set_title(f"{label}\n{v:+.2f},{a:+.2f}", fontsize=6)
             ax.axis("off")
         axes[r][0].text(-0.1, 0.5, name.split(" (")[0], transform=axes[r][0].transAxes, ha="right", fontsize=7)

@@ -36,16 +36,16 @@ def show_render_outputs(out, axes=None):
 
     if axes is None:
         _, axes = plt.subplots(1, 4, figsize=(11, 2.9))
-    depth = out.depth[..., 0].detach().numpy()
+    depth = out.depth[..., 0].detach().cpu().numpy()
     normal = torch.nn.functional.normalize(out.normal.detach(), dim=-1) if out.normal is not None else None
-    axes[0].imshow(out.color.detach().clamp(0, 1).numpy())
+    axes[0].imshow(out.color.detach().clamp(0, 1).cpu().numpy())
     axes[0].set_title("colour C (Eq. 1)", fontsize=8)
-    axes[1].imshow(out.alpha[..., 0].detach().numpy(), cmap="gray", vmin=0, vmax=1)
+    axes[1].imshow(out.alpha[..., 0].detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
     axes[1].set_title("alpha A (Eq. 2)", fontsize=8)
     axes[2].imshow(np.where(depth > 0, depth, np.nan), cmap="viridis")
     axes[2].set_title("expected depth", fontsize=8)
     if normal is not None:
-        axes[3].imshow(((normal + 1) / 2 * (out.alpha.detach() > 0.05)).numpy())
+        axes[3].imshow(((normal + 1) / 2 * (out.alpha.detach() > 0.05)).cpu().numpy())
     axes[3].set_title("normal map (camera space)", fontsize=8)
     for ax in axes:
         ax.axis("off")
@@ -60,7 +60,7 @@ def plot_fit(fit, target, axes=None):
         _, axes = plt.subplots(1, 3, figsize=(10, 3), gridspec_kw={"width_ratios": [1, 1, 1.6]})
     axes[0].imshow(target)
     axes[0].set_title("target", fontsize=8)
-    axes[1].imshow(fit.render().numpy())
+    axes[1].imshow(fit.render().cpu().numpy())
     axes[1].set_title(f"{len(fit.gaussians)} Gaussians, {fit.psnr_history[-1]:.1f} dB", fontsize=8)
     for ax in axes[:2]:
         ax.axis("off")

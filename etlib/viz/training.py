@@ -36,7 +36,7 @@ def plot_losses(run_dir: str | Path, stages: Sequence[str] | None = None, axes=N
 
 
 def _img(t: torch.Tensor) -> np.ndarray:
-    return t.detach().clamp(0, 1).numpy()
+    return t.detach().clamp(0, 1).cpu().numpy()
 
 
 def show_layer_renders(model, data, ids: Sequence[int], layer: str = "mouth", deform: bool = True, axes=None):
@@ -99,7 +99,7 @@ def show_attention_maps(model, data, i: int, axes=None):
     axes[0].set_title("render", fontsize=8)
     labels = {"audio": "A_a (audio)", "au": "A_u (action units)", "emotion": "A_e (valence/arousal)"}
     for k, name in enumerate(names):
-        m = feats[..., k].numpy()
+        m = feats[..., k].cpu().numpy()
         axes[k + 1].imshow(m / max(m.max(), 1e-8), cmap="inferno")
         axes[k + 1].set_title(labels.get(name, name), fontsize=8)
     for ax in axes:

@@ -74,9 +74,10 @@ class EmotionController:
         self.errors: list[str] = []
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, size: int | None = None) -> EmotionController:
-        """A controller for the model of ``run_dir``, rendering ``size`` pixels square (default: the preset's)."""
-        return cls(HeadRenderer.from_run(run_dir, size))
+    def from_run(cls, run_dir: str | Path, size: int | None = None, device: str = "auto") -> EmotionController:
+        """A controller for the model of ``run_dir``, rendering ``size`` pixels square (default: the preset's) on
+        ``device`` (``"auto"``: CUDA when usable)."""
+        return cls(HeadRenderer.from_run(run_dir, size, device=device))
 
     # -- rendering --------------------------------------------------------------------------------
     def render(self, valence: float, arousal: float, frame_index: int = 0) -> np.ndarray:
@@ -137,7 +138,8 @@ class EmotionController:
         path = parse_va(keyframes)  # a clear error before the slow part
         for t in (0.0, 1e6):
             check_va(*path(t))
-        return render_video(run_dir, out, text=text, va=keyframes, progress=progress)
+        device = getattr(self.renderer, "device", "auto")  # the head's own device renders its video too
+        return render_video(run_dir, out, text=text, va=keyframes, progress=progress, device=device)
 
     # -- the UI -------------------------------------------------------------------------------------
     def widget(self, video_path: str | Path = "emotion_keyframes.mp4", frame_index: int = 0):

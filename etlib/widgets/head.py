@@ -38,6 +38,9 @@ class HeadRenderer:
             intrinsics are scaled (:meth:`~etlib.gaussians.Camera.scaled`) and the background resized.
         cached_frames: how many frames keep their valence/arousal-independent parts (about 1 MB each at
             8k face Gaussians); the least recently shown one is dropped first.
+
+    Everything renders on the model's device (:attr:`~etlib.talking.model.EmoTalkingGaussian.device`): the cached
+    parts stay there, and only the finished image comes back to the CPU.
     """
 
     def __init__(
@@ -53,16 +56,23 @@ class HeadRenderer:
         self.cached_frames = max(1, int(cached_frames))
         self._prepared: OrderedDict[int, object] = OrderedDict()
 
+    @property
+    def device(self):
+        """The model's device, where every render of this head runs."""
+        return self.model.device
+
     @classmethod
-    def from_run(cls, run_dir: str | Path, size: int | None = None) -> HeadRenderer:
-        """The model after the last completed stage of ``run_dir`` (``etlib.train``) and its subject."""
+    def from_run(cls, run_dir: str | Path, size: int | None = None, device: str = "auto") -> HeadRenderer:
+        """The model after the last completed stage of ``run_dir`` (``etlib.train``) and its subject, on ``device``
+        (``"auto"``: CUDA when usable)."""
         from etlib.train import SubjectFrames, load_model
 
         state_path = Path(run_dir) / "state.json"
         if not state_path.exists():
             raise FileNotFoundError(f"{run_dir} is not a training run (no state.json); train it with notebooks 06-09")
-        model = load_model(run_dir)
-        return cls(model, SubjectFrames.for_run(run_dir, model.config["audio_frames"]), run_dir, size)
+        model = load_model(run_dir, device=device)
+        data = SubjectFrames.for_run(run_dir, model.config["audio_frames"], device=model.device)
+        return cls(model, data, run_dir, size)
 
     @property
     def n_frames(self) -> int:
@@ -76,12 +86,14 @@ class HeadRenderer:
         if not 0 <= int(frame_index) < self.n_frames:
             raise ValueError(f"frame_index {frame_index} is outside the {self.n_frames} training frames")
         i = self.frame_ids[int(frame_index)]
-        camera = self.data.camera(i)
+        device = self.device
+        camera = self.data.camera(i).to(device)
         background = self.data.subject.read_bg(i)
         if self.size != camera.width:
             camera = camera.scaled(self.size / camera.width)
             background = cv2.resize(background, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-        return camera, self.data.condition(i), torch.from_numpy(background.astype(np.float32) / 255.0)
+        background = torch.from_numpy(background.astype(np.float32) / 255.0).to(device)
+        return camera, self.data.condition(i).to(device), background
 
     def prepared(self, frame_index: int):
         """The frame's valence/arousal-independent parts (computed once, then kept)."""
@@ -106,10 +118,10 @@ class HeadRenderer:
         from etlib.backends import torch_threads
         from etlib.base import to_uint8
 
-        va = torch.tensor(check_va(valence, arousal), dtype=torch.float32)
+        va = torch.tensor(check_va(valence, arousal), dtype=torch.float32, device=self.device)
         with torch_threads(), torch.no_grad():
             out = self.model.render_prepared(self.prepared(frame_index), va)
-            return to_uint8(out.image.clamp(0, 1).numpy())
+            return to_uint8(out.image.clamp(0, 1).cpu().numpy())
 
     def render_full(self, valence: float, arousal: float, frame_index: int = 0) -> np.ndarray:
         """The same image by the whole model's forward pass (Eqs. 3-5, S9-S10): the reference of the fast path."""
@@ -119,9 +131,9 @@ class HeadRenderer:
         from etlib.base import to_uint8
 
         camera, cond, background = self._frame(frame_index)
-        cond.va = torch.tensor(check_va(valence, arousal), dtype=torch.float32)
+        cond.va = torch.tensor(check_va(valence, arousal), dtype=torch.float32, device=self.device)
         with torch_threads(), torch.no_grad():
-            return to_uint8(self.model(camera, cond, background).image.clamp(0, 1).numpy())
+            return to_uint8(self.model(camera, cond, background).image.clamp(0, 1).cpu().numpy())
 
 
 class LatestOnlyRenderer:
