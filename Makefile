@@ -14,6 +14,13 @@ export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONUNBUFFERED := 1
 
+# PyPI's torch for Linux x86_64 is a CUDA build of several GB; PyTorch's own CPU index serves the CPU build (its
+# version 2.13.0+cpu satisfies the pin torch==2.13.0 of constraints/cpu.txt). torch is installed from there first;
+# where that index cannot be reached pip warns and takes torch from the default index instead, and the line after the
+# install says which build came. `make TORCH_INDEX=` skips the CPU index.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple --retries 1 --timeout 20,)
+
 .PHONY: course test env weights sample lint format backends clean-outputs
 
 ## course: install, build the sample subject, run every notebook headless (papermill) in $(PRESET)
@@ -36,7 +43,9 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "etlib needs Python >= 3.10, found " + sys.version' 
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=23"
-	# torch is pinned to the CPU wheel by the constraints file; see README "GPU users" for CUDA.
+	# torch alone first, the CPU build when TORCH_INDEX answers (see above); README "GPU users" for CUDA.
+	$(PY) -m pip install -q -c constraints/cpu.txt $(TORCH_INDEX_ARGS) torch
+	@$(PY) -c "import torch; c = torch.version.cuda; print('torch', torch.__version__, 'CPU build' if c is None else f'CUDA {c} build: the CPU index was not reachable (TORCH_INDEX)')"
 	$(PY) -m pip install -q -c constraints/cpu.txt -e ".[offline,course,dev]"
 	# face-alignment (FAN loader test) without its opencv-python requirement: etlib uses opencv-python-headless
 	$(PY) -m pip install -q -c constraints/cpu.txt --no-deps "face-alignment==1.5.0"
