@@ -204,10 +204,16 @@ def subject_for(args, preset) -> Path:
     """``--subject``, else the sample subject's first ``--frames`` frames preprocessed at the preset's resolution."""
     if args.subject is not None:
         return args.subject
-    from etlib.course import ensure_sample_subject
+    import subprocess
+
     from etlib.preprocess import preprocess
 
-    sample = ensure_sample_subject(args.out / "sample_subject")
+    # the sample subject's talking clip at 512 px, only as long as the frames used (the whole 48 s takes minutes)
+    sample = args.out / f"sample_subject_{args.frames}"
+    if not (sample / "talking.mp4").exists():
+        seconds = min(60.0, max(4.0, args.frames / 25 + 1))
+        subprocess.run([sys.executable, str(REPO / "data_scripts" / "make_sample_subject.py"), "--out", str(sample),
+                        "--seconds", str(seconds), "--emotion-seconds", "2"], check=True)  # fmt: skip
     subject = args.out / f"subject_{preset.resolution}px_{args.frames}"
     start = time.perf_counter()
     preprocess(sample / "talking.mp4", subject, preset.with_overrides(max_frames=args.frames), progress=False)

@@ -160,14 +160,27 @@ def face_box_from_landmarks(landmarks: np.ndarray | torch.Tensor, margin: float 
     return torch.as_tensor(np.asarray(box), dtype=torch.float32, device="cpu")
 
 
+def crop_factor(boxes: torch.Tensor | np.ndarray, out_hw: tuple[int, int]) -> int:
+    """The supersampling factor of :func:`lower_half_crops` for face boxes ``(T, 4)``: the largest box sets it, so
+    no crop of the batch is aliased."""
+    boxes = torch.as_tensor(boxes, dtype=torch.float64, device="cpu").reshape(-1, 4)
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    h, w = out_hw
+    return max(1, int(np.ceil(float(((x1 - x0) / w).max()))), int(np.ceil(float(((y1 - y0) / 2 / h).max()))))
+
+
 def lower_half_crops(
-    images: torch.Tensor, boxes: torch.Tensor | np.ndarray | tuple, out_hw: tuple[int, int] = (48, 96)
+    images: torch.Tensor,
+    boxes: torch.Tensor | np.ndarray | tuple,
+    out_hw: tuple[int, int] = (48, 96),
+    factor: int | None = None,
 ) -> torch.Tensor:
     """Differentiable lower-half crops: ``(T, 3, H, W)`` images, face boxes ``(T, 4)`` or ``(4,)``
     ``(x0, y0, x1, y1)`` in pixels -> ``(T, 3, h, w)`` crops of rows ``(y0 + y1) / 2 .. y1``.
 
-    Bilinear ``grid_sample`` at an integer multiple of the output size, then average pooling, so
-    large renders are low-passed rather than aliased; gradients flow back to ``images``.
+    Bilinear ``grid_sample`` at an integer multiple of the output size (``factor``, default :func:`crop_factor` of
+    these boxes), then average pooling, so large renders are low-passed rather than aliased; gradients flow back to
+    ``images``.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (T, 3, H, W), got {tuple(images.shape)}")
@@ -180,7 +193,7 @@ def lower_half_crops(
     if torch.any(x1 <= x0) or torch.any(y1 <= y0):
         raise ValueError("face boxes must have x1 > x0 and y1 > y0")
     h, w = out_hw
-    factor = max(1, int(np.ceil(float(((x1 - x0) / w).max()))), int(np.ceil(float(((y1 - y0) / 2 / h).max()))))
+    factor = crop_factor(boxes.detach(), out_hw) if factor is None else int(factor)
     sh, sw = h * factor, w * factor
     ym = (y0 + y1) / 2
     u = (torch.arange(sw, device=images.device, dtype=images.dtype) + 0.5) / sw
@@ -211,11 +224,15 @@ def _smoothed_boxes(landmarks: np.ndarray, margin: float, smooth: int) -> torch.
 
 
 def _crop_batch(frames: np.ndarray, boxes: torch.Tensor, out_hw: tuple[int, int], device) -> np.ndarray:
-    """``(B, H, W, 3)`` uint8 frames and their ``(B, 4)`` boxes -> ``(B, h, w, 3)`` uint8 lower-half crops."""
-    batch = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
-    batch = batch.permute(0, 3, 1, 2).float() / 255
-    crops = lower_half_crops(batch, boxes, out_hw)
-    return (crops.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).byte().cpu().numpy()
+    """``(B, H, W, 3)`` uint8 frames and their ``(B, 4)`` boxes -> ``(B, h, w, 3)`` uint8 lower-half crops, at the
+    batch's one supersampling factor, one frame at a time in float (64 frames of 512 px would be 200 MB as floats)."""
+    factor = crop_factor(boxes, out_hw)
+    out = np.empty((len(frames), *out_hw, 3), np.uint8)
+    for k in range(len(frames)):
+        frame = torch.from_numpy(np.ascontiguousarray(frames[k])).to(device).permute(2, 0, 1)[None].float() / 255
+        crop = lower_half_crops(frame, boxes[k : k + 1], out_hw, factor)
+        out[k] = (crop[0].permute(1, 2, 0) * 255).round().clamp(0, 255).byte().cpu().numpy()
+    return out
 
 
 def mouth_crops(
