@@ -187,6 +187,45 @@ def test_masks_split_face_and_mouth():
     assert masks.mask_iou(m["face"], m["face"]) == 1.0
 
 
+def _head_over_stripes(size=128):
+    """A skin-coloured disc (the head mask) whose skin runs 2 px past the mask, over dark and light stripes."""
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(yy - size / 2, xx - size / 2)
+    img = np.where(((xx // 4) % 2 == 0)[..., None], np.uint8(30), np.uint8(200)).repeat(3, -1).astype(np.uint8)
+    img[r < size / 4 + 2] = (210, 160, 130)  # skin beyond the mask's edge, as past a landmark jaw line
+    return img, r < size / 4
+
+
+def test_inpainted_background_is_the_frame_outside_the_head():
+    img, head = _head_over_stripes()
+    bg = masks.inpaint_head(img, head)
+    # outside the head the composite of Eq. S10 shows the background: it must be the frame itself, ring included
+    assert np.array_equal(bg[~head], img[~head])
+    # inside, the skin is gone: filled from the stripes around (the fill starts beyond the skin ring)
+    assert np.abs(bg[head].astype(int) - (210, 160, 130)).mean() > 40
+
+
+def test_read_bg_takes_the_frame_outside_the_head(tmp_path):
+    """Subjects preprocessed before the fix hold an inpainted ring around the head in bg/ (and every bg is a
+    second JPEG generation of the frame): C_background is the frame outside the head mask whatever bg/ holds."""
+    import cv2
+
+    from etlib.preprocess.subject import SubjectDir, frame_name
+
+    img, head = _head_over_stripes()
+    subject = SubjectDir(tmp_path)
+    for folder in (subject.frames, subject.bg, subject.mask_dir("head")):
+        folder.mkdir(parents=True)
+    cv2.imwrite(str(subject.frame_path(0)), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(subject.mask_dir("head") / frame_name(0, "png")), head.astype(np.uint8) * 255)
+    old_bg = cv2.dilate(head.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # the old inpainted ring (2 px)
+    stored = np.where(old_bg[..., None], np.uint8(90), img)
+    cv2.imwrite(str(subject.bg / frame_name(0, "jpg")), cv2.cvtColor(stored, cv2.COLOR_RGB2BGR))
+    bg, frame = subject.read_bg(0), subject.read_frame(0)
+    assert np.array_equal(bg[~head], frame[~head])
+    assert np.abs(bg[head].astype(int) - 90).max() <= 8  # the stored fill (up to JPEG) inside the head
+
+
 def test_teeth_are_bright_grey_pixels_inside_the_mouth():
     img = np.zeros((32, 32, 3), np.uint8)
     img[...] = (150, 40, 40)  # lips/tongue red

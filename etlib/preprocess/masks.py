@@ -71,12 +71,20 @@ def get_mask_backend(prefer: str = "auto", device: str = "cpu"):
 
 
 def inpaint_head(image: np.ndarray, head: np.ndarray, dilate_frac: float = 0.03) -> np.ndarray:
-    """The frame with the head removed and filled from its surroundings (Telea inpainting)."""
+    """C_background of Eq. S9 for one frame: the frame itself outside the head, the head filled from its
+    surroundings (Telea inpainting).
+
+    The fill starts ``dilate_frac`` of the frame beyond the head, so that the half-skin pixels along its edge do
+    not bleed into the hole; but only the head is replaced. The Gaussians model the head alone (the face layer is
+    trained transparent outside the face mask, Eqs. S13-S15), so every pixel outside it comes from this image in
+    the composite of Eq. S10: a ring of inpainted colour there was a seam no layer is trained to cover (a dark line
+    along the jaw, cheeks and hairline of real footage)."""
     import cv2
 
     k = max(3, int(round(dilate_frac * image.shape[0])) | 1)
     region = cv2.dilate(head.astype(np.uint8) * 255, np.ones((k, k), np.uint8))
-    return cv2.inpaint(image, region, 3, cv2.INPAINT_TELEA)
+    filled = cv2.inpaint(image, region, 3, cv2.INPAINT_TELEA)
+    return np.where(head[..., None], filled, image)
 
 
 def background_and_torso(

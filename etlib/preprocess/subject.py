@@ -135,12 +135,20 @@ class SubjectDir:
         return m > 127
 
     def read_bg(self, i: int) -> np.ndarray:
+        """Frame ``i``'s C_background (Eq. S9): ``bg/``'s inpainted head inside the head mask, the frame's own
+        pixels everywhere else.
+
+        Outside the head no Gaussian draws (Eq. S10 shows the background there), so it must be the frame, bit
+        for bit: not a second JPEG generation of it, and not the ring of inpainted colour around the head that
+        subjects preprocessed before :func:`etlib.preprocess.masks.inpaint_head` kept the frame there hold in
+        ``bg/`` (a seam along the face border of every render)."""
         import cv2
 
         img = cv2.imread(str(self.bg / frame_name(i, "jpg")), cv2.IMREAD_COLOR)
         if img is None:
             raise FileNotFoundError(f"missing background frame {self.bg / frame_name(i, 'jpg')}")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        filled = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return np.where(self.read_mask("head", i)[..., None], filled, self.read_frame(i))
 
     def read_normal(self, i: int) -> np.ndarray:
         """(H, W, 3) float32 camera-space normals; zero where the template does not cover the face."""
