@@ -1,6 +1,6 @@
 """Real footage end to end (issue 11): preprocess every clip, train one, render, and write the figures.
 
-    python benchmarks/real_footage.py DATA_DIR OUT_DIR [--preset quick] [--train CLIP] [--quiet]
+    python benchmarks/real_footage.py DATA_DIR OUT_DIR [--preset quick] [--train CLIP | --train all] [--quiet]
 
 * Every file in DATA_DIR is probed (names and extensions are not trusted): files with a picture and sound
   are clips, files with sound only are driving speech, everything else is ignored.
@@ -11,6 +11,11 @@
   sound), ``speech_<name>.mp4`` (the model driven by each speech file, with that sound) and
   ``emotion_sweep.mp4`` (once around the valence/arousal circle, radius 0.8, while speaking).
 * ``OUT_DIR/summary.json`` and ``OUT_DIR/contact_sheet.png``; the summary is also printed as JSON.
+* ``--train all`` trains every clip that preprocessed, one after the other, each into its own run folder
+  ``OUT_DIR/runs/<clip>`` with its renders in ``OUT_DIR/renders/<clip>`` and its sheet in
+  ``OUT_DIR/contact_sheets/<clip>.png``; ``summary.json`` then holds every clip's figures under ``trained`` and
+  their ``spread`` (lowest, highest, mean and range of test PSNR and head PSNR, and the weakest clip), which is also
+  printed as a table on stderr. A clip whose training fails is recorded with its error and the others go on.
 
 Resumable: preprocessing and training resume themselves, renders whose file exists are skipped, and the
 seconds each step took are kept in ``OUT_DIR/timings.json`` so that a resumed benchmark still reports the
@@ -143,7 +148,7 @@ def preprocess_clips(clips: dict[str, Path], out: Path, preset, timings: Timings
     return results
 
 
-def train_clip(subject: Path, run: Path, preset, timings: Timings, progress: bool):
+def train_clip(subject: Path, run: Path, preset, timings: Timings, progress: bool, step: str = "train"):
     """Train all stages (resumes) and evaluate the test frames once; returns (trainer, metrics)."""
     from etlib.train.run_metrics import evaluate_run
     from etlib.train.stages import STAGE_NAMES
@@ -154,18 +159,18 @@ def train_clip(subject: Path, run: Path, preset, timings: Timings, progress: boo
     trainer = Trainer(subject, run, preset, progress=progress, emotion_targets=default_emotion_targets())
     trainer.use_sync_loss(make_sync_loss(trainer.data, None))
     state = trainer.run()
-    timings.add("train", time.perf_counter() - start)
+    timings.add(step, time.perf_counter() - start)
     if state["completed"][-1:] != [STAGE_NAMES[-1]]:
         raise RuntimeError(f"training of {subject} stopped after {state['completed']}")
     metrics_path = run / "metrics.json"
     if metrics_path.exists():
         metrics = json.loads(metrics_path.read_text())
     else:
-        metrics = timings.timed("evaluate", evaluate_run, trainer, progress=progress)
+        metrics = timings.timed(step.replace("train", "evaluate"), evaluate_run, trainer, progress=progress)
     return trainer, metrics
 
 
-def render_test_frames(trainer, path: Path, timings: Timings, progress: bool) -> Path:
+def render_test_frames(trainer, path: Path, timings: Timings, progress: bool, step: str = "render/test_frames") -> Path:
     """``test_frames.mp4``: ground truth | self-reconstruction of every test frame, with their own sound."""
     if path.exists():
         return path
@@ -187,8 +192,9 @@ def render_test_frames(trainer, path: Path, timings: Timings, progress: bool) ->
         ]
         hop = int(SAMPLE_RATE / FPS)
         sound = read_audio(data.subject.audio, sr=SAMPLE_RATE)[ids[0] * hop : (ids[-1] + 1) * hop]
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_video(frames, path, FPS, audio=sound, sr=SAMPLE_RATE)
-    timings.add("render/test_frames", time.perf_counter() - start)
+    timings.add(step, time.perf_counter() - start)
     return path
 
 
@@ -248,7 +254,6 @@ def run_benchmark(
     from etlib.backends import summary as backend_summary
     from etlib.base import atomic_write_text
     from etlib.config import get_preset
-    from etlib.io import probe
 
     preset = get_preset(preset)
     data_dir, out = Path(data_dir), Path(out_dir)
@@ -260,53 +265,39 @@ def run_benchmark(
     clips, speech = unique_names(clip_files), unique_names(speech_files)
     chosen = _choose_clip(clips, train)
     clip_results = preprocess_clips(clips, out, preset, timings, progress)
-    if "error" in clip_results[chosen]:
+    if train != "all" and "error" in clip_results[chosen]:
         raise RuntimeError(f"the clip to train, {clips[chosen].name}, failed to preprocess: {clip_results[chosen]}")
 
-    run = out / "run"
-    trainer, metrics = train_clip(out / "subjects" / chosen, run, preset, timings, progress)
+    if train == "all":
+        done = [name for name, entry in clip_results.items() if "error" not in entry]
+        if not done:
+            raise RuntimeError(f"no clip preprocessed: {clip_results}")
+        trained, sheets = {}, {}
+        for name in done:
+            try:
+                trained[name], sheets[name] = train_and_render(
+                    name, clips[name], out, out / "runs" / name, out / "renders" / name,
+                    out / "contact_sheets" / f"{name}.png", speech, preset, timings, progress,
+                    clip_results[name].get("backends"), step_prefix=f"{name}/",
+                )  # fmt: skip
+            except Exception as err:  # noqa: BLE001 - one clip's failure is a finding; the others go on
+                trained[name] = {"clip": clips[name].name, "error": f"{type(err).__name__}: {err}"}
+        results = {"trained": trained, "spread": spread(trained), "contact_sheets": sheets}
+    else:
+        entry, sheet = train_and_render(
+            chosen, clips[chosen], out, out / "run", out / "renders", out / "contact_sheet.png",
+            speech, preset, timings, progress, clip_results[chosen].get("backends"),
+        )  # fmt: skip
+        results = {"trained": entry, "contact_sheet": sheet}
     renders = out / "renders"
-    render_test_frames(trainer, renders / "test_frames.mp4", timings, progress)
-    for name, path in speech.items():
-        render_driven(run, renders / f"speech_{name}.mp4", path, "0,0", f"render/speech_{name}", timings, progress)
-    # the sweep speaks the first speech file (the clip's own sound when there is none)
-    sweep_audio = next(iter(speech.values()), out / "subjects" / chosen / "audio.wav")
-    sweep_seconds = probe(sweep_audio).duration
-    va = sweep_path(sweep_seconds)
-    render_driven(run, renders / "emotion_sweep.mp4", sweep_audio, va, "render/emotion_sweep", timings, progress)
-    sheet = timings.timed(
-        "contact_sheet",
-        write_contact_sheet,
-        renders,
-        list(trainer.data.test_ids),
-        sweep_seconds,
-        out / "contact_sheet.png",
-        f"{clips[chosen].name}, {preset.name} preset: test PSNR {metrics['test']['psnr']:.2f} dB",
-    )
     this_run = time.perf_counter() - start
-    test = metrics["test"]
     summary = {
         "data_dir": str(data_dir.resolve()),
         "preset": preset.name,
         "clips": clip_results,
         "speech": {name: p.name for name, p in speech.items()},
-        "trained": {
-            "clip": clips[chosen].name,
-            "run": str(run),
-            "test_frames": test["frames"],
-            "psnr": test["psnr"],
-            "psnr_head": test["psnr_head"],
-            "ssim": test["ssim"],
-            "lmd": test["lmd"],
-            "lmd_static_mouth": test["lmd_static_mouth"],
-            "seconds_per_stage": metrics["seconds_per_stage"],
-            "train_seconds": metrics["seconds_total"],
-            "gaussians": metrics.get("gaussians"),
-            "backends": {"training": metrics["backends"], "preprocess": clip_results[chosen].get("backends")},
-            "terms_dropped": metrics.get("terms_dropped"),
-        },
-        "renders": sorted(str(p.relative_to(out)) for p in renders.glob("*.mp4")),
-        "contact_sheet": str(Path(sheet).relative_to(out)),
+        **results,
+        "renders": sorted(str(p.relative_to(out)) for p in renders.rglob("*.mp4")),
         "seconds_per_step": timings.seconds,
         "wall_seconds_total": round(sum(timings.seconds.values()), 1),
         "wall_seconds_this_invocation": round(this_run, 1),
@@ -318,8 +309,95 @@ def run_benchmark(
     return summary
 
 
+def train_and_render(
+    name: str, video: Path, out: Path, run: Path, renders: Path, sheet_path: Path, speech: dict[str, Path],
+    preset, timings: Timings, progress: bool, preprocess_backends: dict | None = None, step_prefix: str = "",
+) -> tuple[dict, str]:  # fmt: skip
+    """Train one preprocessed clip into ``run``, render its test frames, the speech files and the emotion sweep
+    into ``renders``, draw its contact sheet; returns (its summary entry, the sheet's path relative to ``out``)."""
+    from etlib.io import probe
+
+    trainer, metrics = train_clip(out / "subjects" / name, run, preset, timings, progress, step=f"{step_prefix}train")
+    render_test_frames(trainer, renders / "test_frames.mp4", timings, progress, step=f"{step_prefix}render/test_frames")
+    for sname, path in speech.items():
+        step = f"{step_prefix}render/speech_{sname}"
+        render_driven(run, renders / f"speech_{sname}.mp4", path, "0,0", step, timings, progress)
+    # the sweep speaks the first speech file (the clip's own sound when there is none)
+    sweep_audio = next(iter(speech.values()), out / "subjects" / name / "audio.wav")
+    sweep_seconds = probe(sweep_audio).duration
+    va = sweep_path(sweep_seconds)
+    step = f"{step_prefix}render/emotion_sweep"
+    render_driven(run, renders / "emotion_sweep.mp4", sweep_audio, va, step, timings, progress)
+    sheet_path.parent.mkdir(parents=True, exist_ok=True)
+    sheet = timings.timed(
+        f"{step_prefix}contact_sheet",
+        write_contact_sheet,
+        renders,
+        list(trainer.data.test_ids),
+        sweep_seconds,
+        sheet_path,
+        f"{video.name}, {preset.name} preset: test PSNR {metrics['test']['psnr']:.2f} dB",
+    )
+    test = metrics["test"]
+    entry = {
+        "clip": video.name,
+        "run": str(run),
+        "test_frames": test["frames"],
+        "psnr": test["psnr"],
+        "psnr_head": test["psnr_head"],
+        "ssim": test["ssim"],
+        "lmd": test["lmd"],
+        "lmd_static_mouth": test["lmd_static_mouth"],
+        "seconds_per_stage": metrics["seconds_per_stage"],
+        "train_seconds": metrics["seconds_total"],
+        "gaussians": metrics.get("gaussians"),
+        "backends": {"training": metrics["backends"], "preprocess": preprocess_backends},
+        "terms_dropped": metrics.get("terms_dropped"),
+    }
+    return entry, str(Path(sheet).relative_to(out))
+
+
+def spread(trained: dict[str, dict]) -> dict:
+    """Lowest, highest, mean and range (highest - lowest) of test PSNR and head PSNR over the clips that trained,
+    with the clip that has the lowest of each; ``failed`` lists the clips whose training stopped."""
+    ok = {name: e for name, e in trained.items() if "error" not in e}
+    result: dict = {"clips": len(ok), "failed": sorted(set(trained) - set(ok))}
+    for key in ("psnr", "psnr_head"):
+        values = {name: float(e[key]) for name, e in ok.items() if e.get(key) is not None}
+        if not values:
+            continue
+        lo, hi = min(values.values()), max(values.values())
+        result[key] = {
+            "min": round(lo, 2),
+            "max": round(hi, 2),
+            "mean": round(float(np.mean(list(values.values()))), 2),
+            "range": round(hi - lo, 2),
+            "weakest": min(values, key=values.get),
+        }
+    return result
+
+
+def spread_table(trained: dict[str, dict], sp: dict) -> str:
+    """The per-clip figures and their spread as a few lines of text."""
+    lines = [f"{'clip':<16} {'PSNR':>7} {'head':>7} {'SSIM':>6}"]
+    for name, e in trained.items():
+        if "error" in e:
+            lines.append(f"{name:<16} failed: {e['error']}")
+        else:
+            lines.append(f"{name:<16} {e['psnr']:7.2f} {e['psnr_head']:7.2f} {e['ssim']:6.3f}")
+    for key, label in (("psnr", "PSNR"), ("psnr_head", "head PSNR")):
+        if key in sp:
+            v = sp[key]
+            lines.append(
+                f"{label}: {v['min']:.2f}-{v['max']:.2f} dB (range {v['range']:.2f}, mean {v['mean']:.2f}, "
+                f"weakest {v['weakest']})"
+            )
+    return "\n".join(lines)
+
+
 def _choose_clip(clips: dict[str, Path], train: str | None) -> str:
-    if train is None:
+    """The clip ``--train`` names (the first by name when None; for ``all``, the first too)."""
+    if train is None or train == "all":
         return next(iter(clips))
     for name, path in clips.items():
         if train in (name, path.name, str(path)):
@@ -332,11 +410,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data_dir", help="a folder of clips (picture + sound) and speech files (sound only)")
     parser.add_argument("out_dir", help="where subjects, the run, renders and summary.json go (resumed)")
     parser.add_argument("--preset", default="quick", help="smoke | quick | paper")
-    parser.add_argument("--train", help="the clip to train (file name or stem; default: the first by name)")
+    parser.add_argument(
+        "--train", help="the clip to train (file name or stem; default: the first by name), or 'all': every clip"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_debug_flag(parser)
     args = parser.parse_args(argv)
     summary = run_benchmark(args.data_dir, args.out_dir, args.preset, args.train, progress=not args.quiet)
+    if "spread" in summary:
+        print(spread_table(summary["trained"], summary["spread"]), file=sys.stderr)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -92,3 +92,24 @@ def test_self_check_rows_mark_targets():
     assert all(rows["good"][k].endswith("ok") for k in ("face_share", "reprojection_iod_pct", "pose_jitter_deg"))
     assert all(rows["shaky"][k].endswith("MISS") for k in ("face_share", "reprojection_iod_pct", "pose_jitter_deg"))
     assert rows["broken"]["error"].startswith("NoFaceError") and rows["broken"]["face_share"] == "-"
+
+
+def test_spread_over_every_trained_clip(bench):
+    trained = {
+        "a": {"psnr": 30.0, "psnr_head": 25.0, "ssim": 0.95},
+        "b": {"psnr": 27.5, "psnr_head": 26.5, "ssim": 0.93},
+        "c": {"psnr": 33.0, "psnr_head": 24.0, "ssim": 0.97},
+        "d": {"clip": "d.mp4", "error": "RuntimeError: stopped"},
+    }
+    sp = bench.spread(trained)
+    assert sp["clips"] == 3 and sp["failed"] == ["d"]
+    assert sp["psnr"] == {"min": 27.5, "max": 33.0, "mean": 30.17, "range": 5.5, "weakest": "b"}
+    assert sp["psnr_head"]["weakest"] == "c" and sp["psnr_head"]["range"] == 2.5
+    table = bench.spread_table(trained, sp)
+    assert "27.50-33.00 dB (range 5.50" in table and "d                failed" in table
+    assert bench.spread({"x": {"error": "boom"}}) == {"clips": 0, "failed": ["x"]}
+
+
+def test_train_all_is_a_choice(bench):
+    clips = {"a": Path("d/a.mp4"), "b": Path("d/b.mov")}
+    assert bench._choose_clip(clips, "all") == "a"
