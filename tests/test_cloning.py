@@ -173,3 +173,56 @@ def test_errors_name_the_problem(scene):
         rect_masks([Rect(500, 500, 600, 520)], source.shape)
     with pytest.raises(ValueError, match="differ in size"):
         boundary_energy(source, source[1:], [Rect(5, 5, 10, 10)])
+
+
+def test_face_region_covers_the_face_and_forehead_and_keeps_a_frame(scene):
+    from etlib.emoface.cloning import face_region_mask
+
+    source, _, landmarks = scene
+    mask = face_region_mask(landmarks, source.shape)
+    for x, y in np.round(landmarks).astype(int):  # every landmark, the lips, cheeks and brows included
+        assert mask[y, x]
+    brow_top = landmarks[17:27, 1].min()
+    eye_distance = np.linalg.norm(landmarks[42:48].mean(0) - landmarks[36:42].mean(0))
+    cx = int(landmarks[27, 0])
+    assert mask[int(brow_top - 0.4 * eye_distance), cx]  # the forehead above the brows
+    assert not mask[int(brow_top - 1.0 * eye_distance), cx]  # not the hair far above
+    assert not mask[:, : int(landmarks[:, 0].min()) - 10].any()  # not the background beside the face
+    # Near the image edge a 1-pixel frame stays free for Poisson cloning.
+    edge = face_region_mask(face_landmarks((-10, -10, 70, 70)), (64, 64, 3))
+    assert edge.any() and not edge[[0, -1], :].any() and not edge[:, [0, -1]].any()
+
+
+def test_face_region_composite_keeps_cheek_motion_that_the_rectangles_drop(scene):
+    """A change between the eye and mouth rectangles (a cheek crease) survives cloning the face region only."""
+    import cv2
+
+    source, _, landmarks = scene
+    generated = source.copy()
+    cheek = (0.5 * (landmarks[31] + landmarks[2])).astype(int)
+    cv2.circle(generated, tuple(int(v) for v in cheek), 4, (20, 20, 20), -1)
+    rects = compose_emotional_face(source, generated, landmarks, method="seamless")
+    face = compose_emotional_face(source, generated, landmarks, method="seamless", regions="face")
+    patch = (slice(cheek[1] - 2, cheek[1] + 3), slice(cheek[0] - 2, cheek[0] + 3))
+    assert np.abs(rects.image[patch].astype(int) - source[patch]).mean() < 1.0
+    assert np.abs(face.image[patch].astype(int) - source[patch]).mean() > 40
+    assert set(face.region_masks) == {"face"} and np.array_equal(face.mask, face.region_masks["face"])
+    np.testing.assert_array_equal(face.image[~face.mask], source[~face.mask])
+    pasted = compose_emotional_face(source, generated, landmarks, method="paste", regions="face")
+    np.testing.assert_array_equal(pasted.image[pasted.mask], generated[pasted.mask])
+    with pytest.raises(ValueError, match="regions must be"):
+        compose_emotional_face(source, generated, landmarks, regions="cheeks")
+
+
+def test_targets_clone_the_region_their_generator_asks_for(scene):
+    from etlib.emoface.offline import OfflineEmotionGenerator
+    from etlib.emoface.targets import ClonedEmotionTargets
+
+    assert ClonedEmotionTargets(OfflineEmotionGenerator()).regions == "face"
+    assert "face region" in ClonedEmotionTargets(OfflineEmotionGenerator()).name
+
+    class GanLike:
+        name = "a GAN"
+
+    assert ClonedEmotionTargets(GanLike()).regions == "eyes_mouth"  # the paper's rectangles by default
+    assert ClonedEmotionTargets(OfflineEmotionGenerator(), regions="eyes_mouth").regions == "eyes_mouth"

@@ -117,6 +117,70 @@ def region_rects(
     return rects
 
 
+#: How far the face region reaches above the brows, in inter-ocular distances: the forehead, where AU1/AU2 lift
+#: the skin (an eye-to-eye distance is ~60 % of the brow-to-hairline height, so 0.6 d covers its lower part).
+FOREHEAD_REACH = 0.6
+
+
+def face_region_mask(landmarks: np.ndarray, image_shape: tuple[int, ...], margin: float = 0.05) -> np.ndarray:
+    """``[H, W]`` bool: the whole face as one region, the convex hull of the jaw (0-16), the brows (17-26) and the
+    brows lifted by :data:`FOREHEAD_REACH` eye distances, grown by ``margin`` eye distances, with a 1-pixel image
+    frame left free (Poisson cloning needs source values around a region).
+
+    The region for a generator whose pixels *are* the source's (the offline, warp-based generator): it has no
+    domain gap to hide, and its cheek, nasolabial and forehead motion lies outside the eye and mouth rectangles.
+    """
+    import cv2
+
+    pts = np.asarray(landmarks, dtype=np.float64)
+    if pts.shape != (68, 2) or not np.isfinite(pts).all():
+        raise ValueError(f"landmarks must be a finite [68, 2] (x, y) array in the iBUG 68-point order, got {pts.shape}")
+    height, width = image_shape[:2]
+    if height < 3 or width < 3:
+        raise ValueError(f"image of {height}x{width} pixels is too small for region cloning")
+    right_eye, left_eye = pts[36:42].mean(axis=0), pts[42:48].mean(axis=0)
+    eye_axis = left_eye - right_eye
+    d = max(float(np.linalg.norm(eye_axis)), 1e-6)
+    up = np.array([eye_axis[1], -eye_axis[0]]) / d  # perpendicular to the eye line, towards the forehead
+    brows = pts[17:27]
+    hull = cv2.convexHull(np.concatenate([pts[:17], brows, brows + FOREHEAD_REACH * d * up]).astype(np.float32))
+    mask = np.zeros((height, width), np.uint8)
+    cv2.fillConvexPoly(mask, np.round(hull[:, 0]).astype(np.int32), 1)
+    grow = int(round(margin * d))
+    if grow > 0:
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    mask[[0, -1], :] = 0
+    mask[:, [0, -1]] = 0
+    return mask.astype(bool)
+
+
+def _bounding_rect(mask: np.ndarray) -> Rect:
+    ys, xs = np.nonzero(mask)
+    return Rect(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+
+def seamless_clone_mask(source: np.ndarray, generated: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Poisson seamless cloning ([49]) of ``generated`` into ``source`` over any ``[H, W]`` bool region that leaves
+    a 1-pixel image frame."""
+    import cv2
+
+    _check_pair(source, generated)
+    if mask.shape != source.shape[:2] or not mask.any():
+        raise ValueError(f"mask must be a non-empty [H, W] = {source.shape[:2]} bool array, got {mask.shape}")
+    if mask[[0, -1], :].any() or mask[:, [0, -1]].any():
+        raise ValueError("the cloned region must leave a 1-pixel image frame (Poisson cloning needs values around it)")
+    rect = _bounding_rect(mask)
+    # OpenCV places the mask's bounding box at center - size // 2, so this center keeps it in place.
+    center = (rect.x0 + rect.width // 2, rect.y0 + rect.height // 2)
+    cloned = cv2.seamlessClone(
+        np.ascontiguousarray(generated), np.ascontiguousarray(source), mask.astype(np.uint8) * 255, center,
+        cv2.NORMAL_CLONE,
+    )  # fmt: skip
+    # OpenCV solves over the mask's bounding box and leaves +-1 rounding outside a non-rectangular mask; the
+    # Poisson problem only defines the inside, so the outside stays the source's exactly.
+    return np.where(mask[..., None], cloned, source)
+
+
 def _rects(rects: Mapping[str, Rect] | Iterable[Rect]) -> dict[str, Rect]:
     items = rects.items() if isinstance(rects, Mapping) else enumerate(rects)
     return {str(k): Rect(*(int(v) for v in r)) for k, r in items}
@@ -175,6 +239,7 @@ def compose_emotional_face(
     method: str = "seamless",
     margin: float = 0.2,
     include_brows: bool = True,
+    regions: str = "eyes_mouth",
 ) -> Composite:
     """Sec. S4.1: transfer the eye and mouth regions of g_LEF's image onto the real source frame.
 
@@ -183,8 +248,23 @@ def compose_emotional_face(
         generated: g_LEF's emotional image aligned to it (same size), uint8.
         generated_landmarks: 68 landmarks ``[68, 2]`` (x, y) of ``generated``.
         method: ``"seamless"`` (the paper's choice) or ``"paste"`` (the cut-and-paste baseline).
+        regions: ``"eyes_mouth"`` (the paper's rectangles, :func:`region_rects`, for a GAN's image with its domain
+            gap) or ``"face"`` (one region, :func:`face_region_mask`, for a generator that moves the source's own
+            pixels: the rectangles would throw away its cheek, nasolabial and forehead motion).
     """
     _check_pair(source, generated)
+    if regions == "face":
+        mask = face_region_mask(generated_landmarks, source.shape)
+        if method == "seamless":
+            image = seamless_clone_mask(source, generated, mask)
+        elif method == "paste":
+            image = np.where(mask[..., None], generated, source)
+        else:
+            raise ValueError(f"method must be 'seamless' or 'paste', got {method!r}")
+        return Composite(image=image, mask=mask, region_masks={"face": mask}, rects={"face": _bounding_rect(mask)},
+                         method=method)  # fmt: skip
+    if regions != "eyes_mouth":
+        raise ValueError(f"regions must be 'eyes_mouth' (the paper's) or 'face', got {regions!r}")
     rects = region_rects(generated_landmarks, source.shape, margin=margin, include_brows=include_brows)
     if method == "seamless":
         image = seamless_clone_regions(source, generated, rects)

@@ -22,16 +22,22 @@ class ClonedEmotionTargets:
         method: ``"seamless"`` (the paper) or ``"paste"`` (the cut-and-paste baseline of Fig. S4 c).
     """
 
-    def __init__(self, generator=None, method: str = "seamless") -> None:
+    def __init__(self, generator=None, method: str = "seamless", regions: str | None = None) -> None:
         self.generator = generator or OfflineEmotionGenerator()
         self.method = method
-        self.name = f"{self.generator.name} + {method} cloning"
+        #: What is cloned (:func:`~etlib.emoface.cloning.compose_emotional_face`): the generator's own choice
+        #: (``clone_regions``), else the paper's eye and mouth rectangles.
+        self.regions = regions or getattr(self.generator, "clone_regions", "eyes_mouth")
+        where = "eye and mouth regions" if self.regions == "eyes_mouth" else "face region"
+        self.name = f"{self.generator.name} + {method} cloning of the {where}"
         #: Whether ``va`` is relative to the source frame's own expression (see the generator's attribute).
         self.va_relative_to_source = bool(getattr(self.generator, "va_relative_to_source", False))
 
     def __call__(self, frame: np.ndarray, landmarks: np.ndarray, va: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         generated = self.generator(frame, landmarks, float(va[0]), float(va[1]))
-        composite = compose_emotional_face(frame, generated.image, generated.landmarks68, method=self.method)
+        composite = compose_emotional_face(
+            frame, generated.image, generated.landmarks68, method=self.method, regions=self.regions
+        )
         return composite.image, np.asarray(generated.landmarks68, dtype=np.float32)
 
 
