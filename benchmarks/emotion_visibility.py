@@ -39,6 +39,33 @@ def prepare(video: Path, work: Path, preset: str) -> Path:
     return run
 
 
+def _figures(block: dict) -> str:
+    """V-SA / A-SA / E-Acc (Eq. S18, top-3) and V-RMSE / A-RMSE (Eq. S17) of one judge block."""
+    text = (f"V-SA {block['V-SA']:.2f}, A-SA {block['A-SA']:.2f}, E-Acc {block['E-Acc']:.2f}, "
+            f"V-RMSE {block['V-RMSE']:.2f}, A-RMSE {block['A-RMSE']:.2f}")  # fmt: skip
+    if "V-SA relative" in block:
+        text += (
+            f" (read relative to the reference: V-SA {block['V-SA relative']:.2f}, A-SA {block['A-SA relative']:.2f})"
+        )
+    return text
+
+
+def judge_lines(report: dict) -> list[str]:
+    """The judges' figures on targets and renders, each line naming its judge (the FER-only ones beside a relative
+    judge's, :func:`etlib.evaluation.emotion_visibility.measure`)."""
+    lines = []
+    for part, reference in (("targets", "source frame"), ("renders", "render at (0, 0)")):
+        if part not in report:
+            continue
+        block = report[part]
+        if "judge_fer_only" in block:
+            lines.append(f"{part}, judge {report['judge']} (against the {reference}): {_figures(block['judge'])}")
+            lines.append(f"{part}, judge {report['judge_fer_only']} alone: {_figures(block['judge_fer_only'])}")
+        else:
+            lines.append(f"{part}, judge {report['judge']}: {_figures(block['judge'])}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="a trained run folder (etlib.train)")
@@ -47,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--frames", type=int, default=3, help="held-out frames to measure on")
-    parser.add_argument("--judge", default="auto", help="auto | emonet | fer")
+    parser.add_argument(
+        "--judge",
+        default="reading",
+        help="reading (EmoNet when its weights are present, else fer+au) | fer+au | auto | emonet | fer",
+    )
     add_debug_flag(parser)
     args = parser.parse_args(argv)
     if (args.run is None) == (args.video is None):
@@ -73,14 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     sheet = ev.contact_sheet(images)
     cv2.imwrite(str(args.out / "contact_sheet.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     t, r = report["targets"], report["renders"]
-    print(f"judge: {report['judge']}")
-    print(f"targets: change {t['face_change_grey_levels']:.2f} grey levels; judge V-SA {t['judge']['V-SA']:.2f} "
-          f"(relative {t['judge']['V-SA relative']:.2f}), A-SA {t['judge']['A-SA']:.2f} "
-          f"(relative {t['judge']['A-SA relative']:.2f}), E-Acc {t['judge']['E-Acc']:.2f}")  # fmt: skip
+    print(f"targets: change {t['face_change_grey_levels']:.2f} grey levels")
     print(f"renders: change {r['face_change_grey_levels']:.2f} grey levels = {r['ratio_to_targets']:.2f} x the "
-          f"targets'; landmark motion cosine {r['landmark_motion_cosine']:.2f}; judge V-SA {r['judge']['V-SA']:.2f} "
-          f"(relative {r['judge']['V-SA relative']:.2f}), A-SA {r['judge']['A-SA']:.2f} "
-          f"(relative {r['judge']['A-SA relative']:.2f}), E-Acc {r['judge']['E-Acc']:.2f}")  # fmt: skip
+          f"targets'; landmark motion cosine {r['landmark_motion_cosine']:.2f}")  # fmt: skip
+    for line in judge_lines(report):
+        print(line)
     print("goals:", json.dumps(GOALS))
     print(f"wrote {args.out / 'emotion_visibility.json'} and {args.out / 'contact_sheet.png'}")
     return 0

@@ -61,6 +61,16 @@ def test_targets_and_renders_measured_on_a_smoke_run(smoke_subject, tmp_path):
     assert len(report["targets"]["face_change_per_point"]) == 12
     assert report["renders"]["face_change_grey_levels"] < 0.05  # f_E's output layer starts at zero (Sec. 3.2)
     assert report["judge"].startswith("fer")
+    # FER + landmark action units: targets against their sources, renders against the render at (0, 0); FER's
+    # figures stay beside them and both judges are named
+    both = ev.measure(images, get_judge("fer+au"))
+    assert "landmark action units" in both["judge"] and both["judge_fer_only"].startswith("fer")
+    for part in ("targets", "renders"):
+        assert both[part]["judge_fer_only"] == report[part]["judge"]
+        assert set(both[part]["judge"]) >= {"V-RMSE", "A-RMSE", "V-SA", "A-SA", "E-Acc", "action_units_measured"}
+    # an untrained emotion branch changes nothing: every render reads close to its neutral render (what is left is
+    # dlib's landmark jitter on 64 px renders, measured up to 0.15, against the 0.8 ring of the S6 points)
+    assert np.abs(np.asarray(both["renders"]["judge"]["mean_va_per_point"])).max() < 0.25
     sheet = ev.contact_sheet(images)
     assert sheet.dtype == np.uint8 and sheet.shape[1] == 13 * 160 and sheet.shape[0] == 2 * (160 + 18)
 

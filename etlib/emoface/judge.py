@@ -8,6 +8,14 @@ One interface, two real models:
   7 classes; valence/arousal are the probability-weighted circumplex coordinates of its classes
   (:data:`FER_CIRCUMPLEX`).
 
+and one instrument built on the FER port for the offline evaluation (not differentiable, never a loss):
+
+* :class:`FacsFERJudge` - "fer-mini-xception + landmark action units (EMFACS prototypes)": FER's class evidence
+  *relative to a neutral reference image of the same person* combined with action units measured from 68
+  landmarks against that reference (:mod:`etlib.metrics.landmark_aus`), each class's AU evidence from its EMFACS
+  prototype (Friesen & Ekman 1983). It reads what *changed* from the reference, so a person who grins on every
+  frame is not "happy" on every frame. Call :meth:`FacsFERJudge.relative` (images, landmarks, references).
+
 Both take ``[B, 3, H, W]`` RGB float images in [0, 1], face-cropped (see :func:`crop_face` and
 :func:`crop_face_tensor`), and return a :class:`JudgeOutput`; gradients flow to the images, so either
 can serve as L_emo. ``judge.name`` says which model produced a number; reports should print it.
@@ -27,6 +35,7 @@ from torch import nn
 from etlib.base import face_box
 from etlib.emoface.emonet import EMONET_CLASSES_8, EMONET_INPUT_SIZE, EmoNet, load_emonet
 from etlib.emoface.fer_xception import FER_CLASSES, MiniXception, load_fer_xception, preprocess
+from etlib.metrics.landmark_aus import AU_NAMES, au_from_landmarks, neutral_reference
 
 log = logging.getLogger(__name__)
 
@@ -196,22 +205,204 @@ class EmoNetJudge(EmotionJudge):
         return JudgeOutput(out["valence"], out["arousal"], probs, self.class_names, self.name)
 
 
+# ----------------------------------------------------------------------------------------------
+# FER + landmark action units, relative to a neutral reference (offline evaluation only)
+# ----------------------------------------------------------------------------------------------
+
+#: EMFACS prototypes (Friesen & Ekman 1983, the emotion predictions of FACS) restricted to the action units the
+#: landmark estimator measures (:data:`etlib.metrics.landmark_aus.AU_NAMES`), for the 6 emotional FER classes:
+#: happiness 6+12, sadness 1+4+15, surprise 1+2+5+26, fear 1+2+4+5+7+20+26, anger 4+5+7+23, disgust 9+15 (+16,
+#: +17 not measured). Contempt (unilateral 12+14) is no FER class and a symmetric estimator cannot see a one-sided
+#: smile: it is left out (its S6 points stay unreachable for E-Acc, as with FER alone). Neutral predicts no AU.
+#: The same textbook table (not this code) defines the offline generator's expressions
+#: (:mod:`etlib.emoface.expression`): the instrument shares that knowledge with the generator.
+EMFACS_PROTOTYPES: dict[str, tuple[str, ...]] = {
+    "happy": ("AU06", "AU12"),
+    "sad": ("AU01", "AU04", "AU15"),
+    "surprise": ("AU01", "AU02", "AU05", "AU26"),
+    "fear": ("AU01", "AU02", "AU04", "AU05", "AU07", "AU20", "AU26"),
+    "angry": ("AU04", "AU05", "AU07", "AU23"),
+    "disgust": ("AU09", "AU15"),
+}
+#: The AUs the evidence is read over: those of the prototypes the estimator measures, less AU26 (jaw drop), which in
+#: a talking head is speech's (AU25 lips part and AU45 blink are no prototype's: speech opens the lips and blinks
+#: come and go whatever the emotion). Surprise and fear are read from their brows and lids.
+SPEECH_AUS: tuple[str, ...] = ("AU25", "AU26", "AU45")
+EMFACS_AUS: tuple[str, ...] = tuple(
+    u for u in AU_NAMES if u not in SPEECH_AUS and any(u in p for p in EMFACS_PROTOTYPES.values())
+)
+
+
+def emfacs_evidence(aus: np.ndarray, class_names: tuple[str, ...] = FER_CLASSES) -> np.ndarray:
+    """``[N, C]`` AU evidence of each class (in AU intensity units, 0-5 scale) from ``[N, 14]`` AU intensities
+    (:data:`AU_NAMES` order), measured against the person's neutral.
+
+    An emotional class's evidence is the template contrast of its EMFACS prototype (:data:`EMFACS_PROTOTYPES`):
+    the mean intensity of the prototype's AUs minus the mean intensity of the other :data:`EMFACS_AUS` (a
+    prototype is shown when its own units move and the others do not). Neutral's is minus the mean of all of
+    :data:`EMFACS_AUS` (it predicts no unit). A class with no prototype (none of FER's) gets 0.
+    """
+    aus = np.asarray(aus, np.float64)
+    if aus.ndim != 2 or aus.shape[1] != len(AU_NAMES):
+        raise ValueError(f"expected [N, {len(AU_NAMES)}] AU intensities in AU_NAMES order, got {aus.shape}")
+    col = {u: AU_NAMES.index(u) for u in EMFACS_AUS}
+    every = aus[:, [col[u] for u in EMFACS_AUS]]
+    out = np.zeros((len(aus), len(class_names)))
+    for k, name in enumerate(class_names):
+        if name == "neutral":
+            out[:, k] = -every.mean(axis=1)
+        elif name in EMFACS_PROTOTYPES:
+            inside = [col[u] for u in EMFACS_PROTOTYPES[name] if u in col]
+            outside = [col[u] for u in EMFACS_AUS if u not in EMFACS_PROTOTYPES[name]]
+            out[:, k] = aus[:, inside].mean(axis=1) - aus[:, outside].mean(axis=1)
+    return out
+
+
+def relative_action_units(landmarks: np.ndarray, reference_landmarks: np.ndarray) -> np.ndarray:
+    """``[N, 14]`` AU intensities (0-5, :data:`AU_NAMES` order) of each of ``[N, 68, 2]`` landmark sets measured
+    against the matching ``[N, 68, 2]`` reference (the same person's neutral): an AU is a change from neutral.
+    Rows where either set has a missing (NaN) landmark are NaN."""
+    lm, ref = np.asarray(landmarks, np.float64), np.asarray(reference_landmarks, np.float64)
+    if lm.shape != ref.shape or lm.ndim != 3 or lm.shape[1:] != (68, 2):
+        raise ValueError(f"landmarks and references must both be [N, 68, 2], got {lm.shape} and {ref.shape}")
+    out = np.full((len(lm), len(AU_NAMES)), np.nan)
+    for i in range(len(lm)):
+        if np.isfinite(lm[i]).all() and np.isfinite(ref[i]).all():
+            out[i] = au_from_landmarks(lm[i][None], neutral_reference(ref[i][None]))[0]
+    return out
+
+
+class FacsFERJudge(EmotionJudge):
+    """FER's class evidence and landmark action units, both read relative to a neutral reference of the same person;
+    the offline route's instrument for the emotion readings of S6 (Eqs. S17-S18, E-Acc). Not differentiable: it
+    is never a loss (Eq. S4's L_emo uses :class:`FERJudge` or :class:`EmoNetJudge`).
+
+    The rule, fixed before any measurement (a product of experts over FER's 7 classes):
+
+    ``log q_k = [log p_FER(k | image) - log p_FER(k | reference)] + beta * s_k + log pi_k``,  ``q = softmax``
+
+    * FER's evidence is the change of its log-probabilities from the reference (a grin that is on every frame
+      cancels);
+    * ``s_k``: the EMFACS template contrast of :func:`emfacs_evidence` on the AUs of
+      :func:`relative_action_units` (landmarks of the image against those of the reference);
+      ``beta = 1`` nat per AU intensity step (FACS's A-E steps are about one unit of the 0-5 scale);
+    * ``pi``: the reference is declared neutral, so half the prior mass stays on "no change" (neutral 1/2, each
+      of the 6 emotional classes 1/12);
+    * V/A: ``q`` through the same circumplex table as FER (:data:`FER_CIRCUMPLEX`), less what the reference reads
+      against itself (``q = pi``: ``pi @ table``), so that no change reads (0, 0) (the table's six emotional
+      points are not balanced around the origin, so spreading mass evenly over them would read as an arousing,
+      slightly negative face); top-3 classes from ``q``.
+
+    Where an image's or its reference's landmarks are missing the AU term is 0 (FER's relative evidence alone).
+    """
+
+    name = "fer-mini-xception + landmark action units (EMFACS prototypes), relative to a neutral reference"
+    class_names = FER_CLASSES
+    differentiable = False
+
+    def __init__(self, fer: FERJudge | None = None, beta: float = 1.0, neutral_prior: float = 0.5):
+        super().__init__()
+        self.fer = FERJudge() if fer is None else fer
+        self.beta = float(beta)
+        if not 0 < neutral_prior < 1:
+            raise ValueError(f"neutral_prior must lie in (0, 1), got {neutral_prior}")
+        others = (1 - neutral_prior) / (len(FER_CLASSES) - 1)
+        prior = [neutral_prior if c == "neutral" else others for c in FER_CLASSES]
+        self.register_buffer("log_prior", torch.tensor(prior).log(), persistent=False)
+        self.register_buffer("table", circumplex_table(FER_CLASSES), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> JudgeOutput:
+        raise TypeError(
+            f"{self.name} reads a change from a neutral reference: call judge.relative(images, landmarks, "
+            "reference_images, reference_landmarks) (or etlib.emoface.scoring.judge_relative); its FER part alone "
+            "is judge.fer"
+        )
+
+    def emotion_loss(self, images: torch.Tensor, target_va: torch.Tensor) -> torch.Tensor:
+        raise TypeError(
+            f"{self.name} is not differentiable (landmark action units): it cannot be L_emo (Eq. S4); train with "
+            "FERJudge or EmoNetJudge (get_judge('fer') / get_judge('emonet'))"
+        )
+
+    def combine(
+        self,
+        probs: torch.Tensor | np.ndarray,
+        landmarks: np.ndarray,
+        reference_probs: torch.Tensor | np.ndarray,
+        reference_landmarks: np.ndarray,
+    ) -> JudgeOutput:
+        """The rule of the class docstring from FER's ``[N, 7]`` probabilities of the images and of their references
+        and the ``[N, 68, 2]`` landmarks of both (in any pixel frame: the AUs are similarity-invariant)."""
+        p = torch.as_tensor(np.asarray(probs), dtype=torch.float32)
+        p_ref = torch.as_tensor(np.asarray(reference_probs), dtype=torch.float32)
+        if p.shape != p_ref.shape or p.ndim != 2 or p.shape[1] != len(self.class_names):
+            raise ValueError(f"probs and reference_probs must both be [N, {len(self.class_names)}], got "
+                             f"{tuple(p.shape)} and {tuple(p_ref.shape)}")  # fmt: skip
+        aus = relative_action_units(landmarks, reference_landmarks)
+        if len(aus) != len(p):
+            raise ValueError(f"{len(aus)} landmark sets for {len(p)} images")
+        evidence = np.nan_to_num(emfacs_evidence(np.nan_to_num(aus, nan=0.0), self.class_names))
+        evidence[~np.isfinite(aus).all(axis=1)] = 0.0
+        eps = 1e-6
+        logits = (p.clamp_min(eps).log() - p_ref.clamp_min(eps).log()) + self.beta * torch.as_tensor(
+            evidence, dtype=torch.float32
+        )
+        q = (logits + self.log_prior.cpu()).softmax(dim=-1)
+        table = self.table.cpu()
+        valence, arousal = probs_to_valence_arousal(q, table)
+        origin = self.log_prior.cpu().exp() @ table  # the reference read against itself
+        return JudgeOutput(valence - origin[0], arousal - origin[1], q, self.class_names, self.name)
+
+    @torch.no_grad()
+    def relative(
+        self,
+        images: torch.Tensor,
+        landmarks: np.ndarray,
+        reference_images: torch.Tensor,
+        reference_landmarks: np.ndarray,
+    ) -> JudgeOutput:
+        """``[B, 3, H, W]`` face crops in [0, 1] and their ``[B, 68, 2]`` landmarks (in the frames the crops were cut
+        from), against the same person's neutral references (``[B, ...]`` or one of each, repeated)."""
+        if reference_images.shape[0] == 1 and images.shape[0] > 1:
+            reference_images = reference_images.expand(images.shape[0], -1, -1, -1)
+            reference_landmarks = np.repeat(np.asarray(reference_landmarks).reshape(1, 68, 2), images.shape[0], 0)
+        probs = self.fer(images).probs.cpu()
+        reference_probs = self.fer(reference_images).probs.cpu()
+        return self.combine(probs, landmarks, reference_probs, reference_landmarks)
+
+
+def is_relative(judge) -> bool:
+    """Whether ``judge`` reads images relative to a neutral reference (:class:`FacsFERJudge`)."""
+    return isinstance(judge, FacsFERJudge)
+
+
+#: What :func:`get_judge` accepts.
+JUDGE_CHOICES: tuple[str, ...] = ("auto", "emonet", "fer", "fer+au", "reading")
+
+
 def get_judge(prefer: str = "auto", device: str | torch.device = "cpu") -> EmotionJudge:
     """The emotion judge to use: EmoNet when ``emonet_8`` weights are present, else the FER port.
 
     Args:
-        prefer: ``"auto"``, ``"emonet"`` (fail if its weights are missing) or ``"fer"``.
+        prefer: ``"auto"``, ``"emonet"`` (fail if its weights are missing), ``"fer"``, ``"fer+au"``
+            (:class:`FacsFERJudge`: FER + landmark action units relative to a neutral reference; an evaluation
+            instrument, not differentiable) or ``"reading"``: the judge of the offline evaluation's emotion
+            readings (Table 3, :mod:`etlib.evaluation.emotion_visibility`): EmoNet when its weights are present
+            (the paper's judge), else ``"fer+au"``.
         device: where the judge runs.
 
-    The choice is logged and is ``judge.name``.
+    The choice is logged and is ``judge.name``. Loss paths (Eq. S4) use ``"auto"``, which never returns the
+    non-differentiable ``"fer+au"``.
     """
-    if prefer not in ("auto", "emonet", "fer"):
-        raise ValueError(f"prefer must be 'auto', 'emonet' or 'fer', got {prefer!r}")
+    if prefer not in JUDGE_CHOICES:
+        raise ValueError(f"prefer must be one of {', '.join(map(repr, JUDGE_CHOICES))}, got {prefer!r}")
     from etlib.weights import is_present
 
     with torch.device("cpu"):  # built where its weights are loaded, then moved to ``device``
-        if prefer == "emonet" or (prefer == "auto" and is_present("emonet_8")):
+        if prefer == "emonet" or (prefer in ("auto", "reading") and is_present("emonet_8")):
             judge: EmotionJudge = EmoNetJudge()
+        elif prefer in ("fer+au", "reading"):
+            judge = FacsFERJudge()
         else:
             judge = FERJudge()
     log.info("emotion judge: %s", judge.name)

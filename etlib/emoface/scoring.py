@@ -53,3 +53,30 @@ def emotion_scores(judged, points: Sequence[tuple[float, float, str]]) -> dict[s
     scores = va_agreement(judged.va.cpu().numpy(), target)
     scores["E-Acc"] = top3_accuracy(judged.probs, judged.class_names, [label for _, _, label in points]).accuracy
     return scores
+
+
+def _crops(images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], margin: float) -> torch.Tensor:
+    crops = np.stack([crop_face(np.asarray(im), lm, margin=margin, size=256) for im, lm in zip(images, landmarks)])
+    return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255)
+
+
+@torch.no_grad()
+def judge_relative(
+    judge,
+    images: Sequence[np.ndarray],
+    landmarks: Sequence[np.ndarray],
+    references: Sequence[np.ndarray],
+    reference_landmarks: Sequence[np.ndarray],
+    crop_landmarks: Sequence[np.ndarray] | None = None,
+    reference_crop_landmarks: Sequence[np.ndarray] | None = None,
+    margin: float = 0.2,
+):
+    """A relative judge (:class:`~etlib.emoface.judge.FacsFERJudge`) on uint8 face images against their neutral
+    references (one per image): both are cropped like :func:`judge_faces`; ``landmarks`` (NaN where no face was
+    found: then the AU term is left out) measure the action units, ``crop_landmarks`` (default ``landmarks``)
+    place the crops, which need every point."""
+    crop_lm = landmarks if crop_landmarks is None else crop_landmarks
+    ref_crop_lm = reference_landmarks if reference_crop_landmarks is None else reference_crop_landmarks
+    device = next(judge.parameters()).device
+    x, ref = _crops(images, crop_lm, margin).to(device), _crops(references, ref_crop_lm, margin).to(device)
+    return judge.relative(x, np.asarray(landmarks), ref, np.asarray(reference_landmarks))

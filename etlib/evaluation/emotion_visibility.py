@@ -14,8 +14,12 @@ measures it on held-out frames of a subject, in four parts that each answer one 
    ``e = (0, 0)`` (the model's valence/arousal are relative to the subject's resting face when it was trained on
    the offline generator's targets, ``state["va_origin"]``).
 
-The judge never made a training target: it only reads images (which judge, :func:`etlib.emoface.judge.get_judge`,
-is named in the report).
+With a relative judge (:class:`etlib.emoface.judge.FacsFERJudge`, ``get_judge("fer+au")``: FER + landmark action
+units against a neutral reference of the same person) the ``judge`` blocks are its readings of each target against
+its source frame and of each render against the model's render at ``(0, 0)`` of the same frame, with landmarks
+detected (dlib) on every image, never the generator's own; the FER-only figures stay beside them
+(``judge_fer_only``). The judge never made a training target: it only reads images (which judge,
+:func:`etlib.emoface.judge.get_judge`, is named in the report, ``judge`` and ``judge_fer_only``).
 """
 
 from __future__ import annotations
@@ -166,6 +170,43 @@ def judge_block(
     return out
 
 
+def relative_judge_block(
+    judge,
+    images: np.ndarray,
+    landmarks: np.ndarray,
+    crop_landmarks: np.ndarray,
+    references: np.ndarray,
+    reference_landmarks: np.ndarray,
+    reference_crop_landmarks: np.ndarray,
+    points,
+) -> dict:
+    """A relative judge's (:class:`~etlib.emoface.judge.FacsFERJudge`) V-RMSE, A-RMSE (Eq. S17), V-SA, A-SA
+    (Eq. S18) and E-Acc of ``images [F, P, H, W, 3]`` read against ``references [F, H, W, 3]`` (the same frame's
+    neutral: its source, or the render at (0, 0)). ``landmarks [F, P, 68, 2]`` / ``reference_landmarks [F, 68, 2]``
+    are detected ones (NaN where no face was found: that image's AU term is left out); the ``crop_*`` landmarks
+    place the crops and must be complete."""
+    from etlib.emoface.scoring import emotion_scores, judge_relative
+
+    n_frames, n_points = images.shape[:2]
+    rep = [f for f in range(n_frames) for _ in range(n_points)]
+    judged = judge_relative(
+        judge,
+        list(images.reshape(-1, *images.shape[2:])),
+        landmarks.reshape(-1, 68, 2),
+        [references[f] for f in rep],
+        np.asarray(reference_landmarks)[rep],
+        crop_landmarks.reshape(-1, 68, 2),
+        np.asarray(reference_crop_landmarks)[rep],
+    )
+    labels = [p for _ in range(n_frames) for p in points]
+    out: dict[str, Any] = {k: round(float(v), 4) for k, v in emotion_scores(judged, labels).items()}
+    out["mean_va_per_point"] = judged.va.cpu().numpy().reshape(n_frames, n_points, 2).mean(axis=0).round(3).tolist()
+    measured = np.isfinite(landmarks.reshape(-1, 68, 2)).all(axis=(1, 2))
+    measured &= np.isfinite(np.asarray(reference_landmarks)[rep]).all(axis=(1, 2))
+    out["action_units_measured"] = f"{int(measured.sum())} of {len(measured)}"
+    return out
+
+
 def _or(detected: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     """Detected landmarks where the detector found a face, else the fallback (a crop for the judge needs a box)."""
     return np.where(np.isfinite(detected), detected, fallback)
@@ -176,9 +217,12 @@ def measure(
 ) -> dict[str, Any]:
     """The figures of the module docstring from :func:`make_targets` (+ :func:`add_renders`) images; with an
     ``identity`` descriptor also how far each target's descriptor lies from its source's (the person must stay)."""
+    from etlib.emoface.judge import is_relative
     from etlib.emoface.scoring import judge_va
     from etlib.train.run_metrics import detect_landmarks
 
+    relative = is_relative(judge)
+    fer_only = judge.fer if relative else judge  # the image judge: FER's (or EmoNet's) absolute readings
     n_frames, n_points = images.targets.shape[:2]
     labels = [f"{label} ({v:+.2f}, {a:+.2f})" for v, a, label in points]
     target_change = np.array(
@@ -188,7 +232,11 @@ def measure(
         ]
     )
     source_lm = detect_landmarks(list(images.sources / 255.0), detector)
-    source_va = judge_va(judge, list(images.sources), list(_or(source_lm, images.source_landmarks)))
+    source_crop_lm = _or(source_lm, images.source_landmarks)
+    source_va = judge_va(fer_only, list(images.sources), list(source_crop_lm))
+    target_lm = detect_landmarks(list(images.targets.reshape(-1, *images.targets.shape[2:]) / 255.0), detector)
+    target_lm = target_lm.reshape(n_frames, n_points, 68, 2)
+    block = judge_block(fer_only, images.targets, images.target_landmarks, points, source_va)
     report: dict[str, Any] = {
         "judge": judge.name,
         "frames": images.frame_ids,
@@ -196,10 +244,23 @@ def measure(
         "targets": {
             "face_change_grey_levels": round(float(target_change.mean()), 3),
             "face_change_per_point": target_change.mean(axis=0).round(2).tolist(),
-            "judge": judge_block(judge, images.targets, images.target_landmarks, points, source_va),
+            "judge": block,
             "judge_on_sources": source_va.round(3).tolist(),
         },
     }
+    if relative:
+        report["judge_fer_only"] = fer_only.name
+        report["targets"]["judge_fer_only"] = block
+        report["targets"]["judge"] = relative_judge_block(
+            judge,
+            images.targets,
+            target_lm,
+            _or(target_lm, images.target_landmarks),
+            images.sources,
+            source_lm,
+            source_crop_lm,
+            points,
+        )
     if identity is not None:
         distances = np.array(
             [
@@ -232,16 +293,16 @@ def measure(
     flat = list(images.renders.reshape(-1, *images.renders.shape[2:]) / 255.0)
     render_lm = detect_landmarks(flat, detector).reshape(n_frames, n_points, 68, 2)
     neutral_lm = detect_landmarks(list(images.neutral_renders / 255.0), detector)
-    target_lm = detect_landmarks(list(images.targets.reshape(-1, *images.targets.shape[2:]) / 255.0), detector)
-    target_lm = target_lm.reshape(n_frames, n_points, 68, 2)
     cosines = np.array(
         [
             [motion_cosine(render_lm[f, p], neutral_lm[f], target_lm[f, p], source_lm[f]) for p in range(n_points)]
             for f in range(n_frames)
         ]
     )
-    neutral_va = judge_va(judge, list(images.neutral_renders), list(_or(neutral_lm, images.source_landmarks)))
+    neutral_crop_lm = _or(neutral_lm, images.source_landmarks)
+    neutral_va = judge_va(fer_only, list(images.neutral_renders), list(neutral_crop_lm))
     judged_lm = _or(render_lm, images.target_landmarks)
+    block = judge_block(fer_only, images.renders, judged_lm, points, neutral_va)
     report["renders"] = {
         "face_change_grey_levels": round(float(render_change.mean()), 3),
         "face_change_per_point": render_change.mean(axis=0).round(2).tolist(),
@@ -251,8 +312,13 @@ def measure(
             _nan_round(np.nanmean(c) if np.isfinite(c).any() else np.nan) for c in cosines.T
         ],
         "landmark_motion_measured": int(np.isfinite(cosines).sum()),
-        "judge": judge_block(judge, images.renders, judged_lm, points, neutral_va),
+        "judge": block,
     }
+    if relative:
+        report["renders"]["judge_fer_only"] = block
+        report["renders"]["judge"] = relative_judge_block(
+            judge, images.renders, render_lm, judged_lm, images.neutral_renders, neutral_lm, neutral_crop_lm, points
+        )
     return report
 
 
@@ -298,13 +364,13 @@ def measure_model(
 ) -> tuple[dict[str, Any], VisibilityImages]:
     """Targets, renders and every figure on ``n_frames`` held-out frames of ``data`` (a run's
     :class:`~etlib.train.data.SubjectFrames`). Default targets: the emotion stage's
-    (:func:`etlib.emoface.targets.make_emotion_targets`); default judge: :func:`etlib.emoface.judge.get_judge`, on
-    the model's device."""
+    (:func:`etlib.emoface.targets.make_emotion_targets`); default judge: :func:`etlib.emoface.judge.get_judge`
+    ``("reading")`` (EmoNet when its weights are present, else FER + landmark action units), on the model's device."""
     from etlib.emoface.judge import get_judge
     from etlib.emoface.targets import make_emotion_targets
 
     targets = targets or make_emotion_targets()
-    judge = judge or get_judge(device=model.device)
+    judge = judge or get_judge("reading", device=model.device)
     images = make_targets(targets, data, held_out_frames(data.test_ids, n_frames))
     add_renders(images, model, data, progress=progress)
     report = measure(images, judge, identity=FaceDescriptor() if identity else None)
