@@ -925,7 +925,7 @@ def format_value(value: Any, digits: int = 3) -> str:
     return f"{v:.{digits}f}" if np.isfinite(v) else ("inf" if v > 0 else "nan")
 
 
-_DIGITS = {"psnr": 2, "fps": 1, "e_acc": 1, "psnr_emotion_clip": 2, "lpips": 4}
+_DIGITS = {"psnr": 2, "fps": 1, "e_acc": 1, "fer_only_e_acc": 1, "psnr_emotion_clip": 2, "lpips": 4}
 
 
 def _digits(key: str) -> int:
