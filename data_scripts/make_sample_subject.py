@@ -3,7 +3,7 @@
 speech, with ground truth to measure the pipeline against (offline, deterministic).
 
     python data_scripts/make_sample_subject.py --out outputs/sample_subject [--seconds 48]
-        [--emotion-seconds 16] [--size 512] [--seed 0]
+        [--emotion-seconds 16] [--size 512] [--seed 0] [--head-motion sway|fast]
 
 Outputs (DIR): talking.mp4 (speech, neutral), emotion.mp4 (speech while valence/arousal visits the
 12 points of Sec. S6), ground_truth/{talking,emotion}.npz, ground_truth/README.json and
@@ -44,7 +44,14 @@ from sample_subject_face import (  # noqa: E402
     rotation_matrix,
     world_to_camera,
 )
-from sample_subject_motion import blink_track, head_track, loudness_envelope, rig_offsets, speech_tracks  # noqa: E402
+from sample_subject_motion import (  # noqa: E402
+    HEAD_MOTIONS,
+    blink_track,
+    head_track,
+    loudness_envelope,
+    rig_offsets,
+    speech_tracks,
+)
 
 GENERATOR_VERSION = "1.0.0"
 FPS = 25
@@ -111,7 +118,10 @@ def _mouth_gap(lm: np.ndarray) -> np.ndarray:
     return gap / np.linalg.norm(lm[:, 45] - lm[:, 36], axis=1)
 
 
-def make_clip(face, renderer, text: str, seconds: float, rng: np.random.Generator, emotional: bool, path: Path):
+def make_clip(
+    face, renderer, text: str, seconds: float, rng: np.random.Generator, emotional: bool, path: Path,
+    head_motion: str = "sway",
+):  # fmt: skip
     """Render one clip (video with audio) and return its ground truth."""
     from tqdm.auto import tqdm
 
@@ -121,7 +131,7 @@ def make_clip(face, renderer, text: str, seconds: float, rng: np.random.Generato
     audio, phonemes, transcript = _say(text, seconds)
     opening, spread = speech_tracks(phonemes, audio, SAMPLE_RATE, n_frames, FPS)
     blink = blink_track(n_frames, FPS, rng)
-    angles = head_track(n_frames, FPS, rng)
+    angles = head_track(n_frames, FPS, rng, head_motion)
     if emotional:
         from etlib.config import S6_POINTS
 
@@ -213,7 +223,10 @@ README = {
 
 
 def _params(args) -> dict:
+    # the head motion is named only when it is not the default sway, so that the default clip stays up to date
+    motion = {} if getattr(args, "head_motion", "sway") == "sway" else {"head_motion": args.head_motion}
     return {
+        **motion,
         "generator_version": GENERATOR_VERSION,
         "seed": args.seed,
         "seconds": args.seconds,
@@ -253,10 +266,21 @@ OUTPUTS = (
 
 
 def build(
-    out: Path, seconds: float = 48.0, emotion_seconds: float = 16.0, size: int = 512, seed: int = 0, force: bool = False
+    out: Path,
+    seconds: float = 48.0,
+    emotion_seconds: float = 16.0,
+    size: int = 512,
+    seed: int = 0,
+    force: bool = False,
+    head_motion: str = "sway",
 ) -> dict:
-    """Build the sample subject in ``out``; skip when it exists with the same parameters."""
-    args = argparse.Namespace(seconds=seconds, emotion_seconds=emotion_seconds, size=size, seed=seed)
+    """Build the sample subject in ``out``; skip when it exists with the same parameters. ``head_motion="fast"``
+    adds quick nods, turns and shakes to the sways (:func:`sample_subject_motion.head_track`)."""
+    args = argparse.Namespace(
+        seconds=seconds, emotion_seconds=emotion_seconds, size=size, seed=seed, head_motion=head_motion
+    )
+    if head_motion not in HEAD_MOTIONS:
+        raise ValueError(f"--head-motion must be one of {', '.join(HEAD_MOTIONS)}, got {head_motion!r}")
     if size < 64 or size % 2:
         raise ValueError(f"size must be an even number >= 64, got {size}")
     if not 2.0 <= seconds <= 60.0:
@@ -283,8 +307,9 @@ def build(
         ("emotion", EMOTION_TEXT, emotion_seconds, True),
     ):
         gt = make_clip(
-            face, renderer, text, secs, np.random.default_rng(rng.integers(2**32)), emotional, out / f"{name}.mp4"
-        )
+            face, renderer, text, secs, np.random.default_rng(rng.integers(2**32)), emotional, out / f"{name}.mp4",
+            head_motion,
+        )  # fmt: skip
         _save_npz(out / "ground_truth" / f"{name}.npz", gt)
         gts[name] = gt
     _save_json(out / "ground_truth" / "README.json", README)
@@ -332,8 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=512, help="frame width and height in pixels (even)")
     p.add_argument("--seed", type=int, default=0, help="seed of blinks and head motion")
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    p.add_argument(
+        "--head-motion", choices=HEAD_MOTIONS, default="sway",
+        help="sway (default): slow sways; fast: also quick nods, turns and shakes (pose tracking on fast heads)",
+    )  # fmt: skip
     a = p.parse_args(argv)
-    meta = build(a.out, a.seconds, a.emotion_seconds, a.size, a.seed, a.force)
+    meta = build(a.out, a.seconds, a.emotion_seconds, a.size, a.seed, a.force, a.head_motion)
     print(json.dumps({k: meta[k] for k in ("params", "clips")}, indent=2))
     return 0
 

@@ -108,8 +108,20 @@ def blink_track(n_frames: int, fps: float, rng: np.random.Generator) -> np.ndarr
     return blink
 
 
-def head_track(n_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
-    """Per-frame (yaw, pitch, roll) in radians: slow smooth sways, |angle| < 10 degrees."""
+#: Head motions of the sample subject: ``sway`` (the default clip) and ``fast`` (the same sways plus quick nods
+#: and turns, for measuring pose tracking on fast-moving heads against the truth).
+HEAD_MOTIONS = ("sway", "fast")
+
+
+def head_track(n_frames: int, fps: float, rng: np.random.Generator, motion: str = "sway") -> np.ndarray:
+    """Per-frame (yaw, pitch, roll) in radians: slow smooth sways, |angle| < 10 degrees.
+
+    ``motion="fast"`` adds, every 0.8-1.6 s, a quick move of 8-15 degrees that lasts 0.2-0.4 s (5-10 frames at
+    25 fps): a nod (pitch down and back), a turn (yaw, held until the next move or returned), or a shake (yaw
+    there and back twice), as the heads of real clips that nod quickly. The sways draw from ``rng`` first, so the
+    default clip does not change."""
+    if motion not in HEAD_MOTIONS:
+        raise ValueError(f"head motion must be one of {', '.join(HEAD_MOTIONS)}, not {motion!r}")
     t = np.arange(n_frames) / fps
     out = np.zeros((n_frames, 3))
     for k, amp in enumerate((7.0, 4.5, 2.5)):
@@ -117,6 +129,23 @@ def head_track(n_frames: int, fps: float, rng: np.random.Generator) -> np.ndarra
         phases = rng.uniform(0, 2 * np.pi, 2)
         wave = 0.65 * np.sin(2 * np.pi * freqs[0] * t + phases[0]) + 0.35 * np.sin(2 * np.pi * freqs[1] * t + phases[1])
         out[:, k] = np.deg2rad(amp * wave)
+    if motion == "fast":
+        held = 0.0  # the yaw a turn left the head at (degrees)
+        start = rng.uniform(0.5, 1.0)
+        while start < t[-1]:
+            kind = rng.choice(["nod", "turn", "shake"])
+            amp, dur = rng.uniform(8.0, 15.0) * rng.choice([-1.0, 1.0]), rng.uniform(0.2, 0.4)
+            x = np.clip((t - start) / dur, 0.0, 1.0)
+            inside = (t >= start) & (t <= start + dur)
+            if kind == "nod":
+                out[:, 1] += np.deg2rad(amp * np.sin(np.pi * x) * inside)
+            elif kind == "shake":
+                out[:, 0] += np.deg2rad(0.6 * amp * np.sin(2 * np.pi * x) * inside)
+            else:  # a smooth step to a new yaw (or back to the sway), held from then on
+                target = 0.0 if held else amp
+                out[:, 0] += np.deg2rad((target - held) * (3 * x**2 - 2 * x**3))  # 0 before the start, 1 after
+                held = target
+            start += dur + rng.uniform(0.8, 1.6)
     return out
 
 
