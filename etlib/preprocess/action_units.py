@@ -5,31 +5,8 @@ its names are re-exported here, so ``from etlib.preprocess.action_units import a
 
 The face branch takes upper-face AUs (TalkingGaussian uses AU45, eye blink, and brow AUs); the evaluation
 compares upper- and lower-face AUs (AUE-U / AUE-L, Table 1). OpenFace's ``FeatureExtraction`` writes them
-as ``AU01_r ... AU45_r`` (0-5). Without it, :func:`au_from_landmarks` measures the same muscle actions
-on the 68 landmarks after aligning each frame to the mean face (removing head pose and scale):
-
-==== ======================== =============================================================
-AU   name                     geometric cue (change from the subject's neutral)
-==== ======================== =============================================================
-AU01 inner brow raiser        inner brows (21, 22) rise above the inner eye corners
-AU02 outer brow raiser        outer brows (17, 26) rise above the outer eye corners
-AU04 brow lowerer             brows drop towards the eyes and move together
-AU05 upper lid raiser         eyes open wider (eye aspect ratio up)
-AU06 cheek raiser             lower lids rise towards the eyes (lid-to-nose-wing gap shrinks)
-AU07 lid tightener            eyes narrow without closing
-AU09 nose wrinkler            nose wings (31, 35) rise towards the eyes
-AU12 lip corner puller        mouth corners rise relative to the lip centre, mouth widens
-AU15 lip corner depressor     mouth corners drop relative to the lip centre
-AU20 lip stretcher            mouth widens with the corners level
-AU23 lip tightener            red lips thin
-AU25 lips part                inner lips separate
-AU26 jaw drop                 chin moves away from the nose
-AU45 blink                    eyes close (eye aspect ratio falls)
-==== ======================== =============================================================
-
-Intensities are on OpenFace's 0-5 scale: a gain maps the change (in inter-ocular distances, or relative
-change for ratios) to it. The neutral is the subject's median frame unless given; a talking-head video is
-mostly neutral, so the median is a fair reference.
+as ``AU01_r ... AU45_r`` (0-5); without it, :func:`au_from_landmarks` measures the same muscle actions on the 68
+landmarks (the table of cues is in :mod:`etlib.metrics.landmark_aus`).
 """
 
 from __future__ import annotations
