@@ -333,8 +333,9 @@ class FacsFERJudge(EmotionJudge):
     ) -> JudgeOutput:
         """The rule of the class docstring from FER's ``[N, 7]`` probabilities of the images and of their references
         and the ``[N, 68, 2]`` landmarks of both (in any pixel frame: the AUs are similarity-invariant)."""
-        p = torch.as_tensor(np.asarray(probs), dtype=torch.float32)
-        p_ref = torch.as_tensor(np.asarray(reference_probs), dtype=torch.float32)
+        # On the CPU whatever torch's default device is (a run's device may be set as the default; the rule is tiny).
+        p = torch.as_tensor(np.asarray(probs), dtype=torch.float32, device="cpu")
+        p_ref = torch.as_tensor(np.asarray(reference_probs), dtype=torch.float32, device="cpu")
         if p.shape != p_ref.shape or p.ndim != 2 or p.shape[1] != len(self.class_names):
             raise ValueError(f"probs and reference_probs must both be [N, {len(self.class_names)}], got "
                              f"{tuple(p.shape)} and {tuple(p_ref.shape)}")  # fmt: skip
@@ -345,7 +346,7 @@ class FacsFERJudge(EmotionJudge):
         evidence[~np.isfinite(aus).all(axis=1)] = 0.0
         eps = 1e-6
         logits = (p.clamp_min(eps).log() - p_ref.clamp_min(eps).log()) + self.beta * torch.as_tensor(
-            evidence, dtype=torch.float32
+            evidence, dtype=torch.float32, device="cpu"
         )
         q = (logits + self.log_prior.cpu()).softmax(dim=-1)
         table = self.table.cpu()

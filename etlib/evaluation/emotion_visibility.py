@@ -262,14 +262,12 @@ def measure(
             points,
         )
     if identity is not None:
+        source_descriptors = [identity(images.sources[f], images.source_landmarks[f]) for f in range(n_frames)]
         distances = np.array(
             [
                 [
-                    identity.distance(
-                        images.targets[f, p],
-                        images.target_landmarks[f, p],
-                        images.sources[f],
-                        images.source_landmarks[f],
+                    np.linalg.norm(
+                        identity(images.targets[f, p], images.target_landmarks[f, p]) - source_descriptors[f]
                     )
                     for p in range(n_points)
                 ]
