@@ -75,3 +75,51 @@ def test_prepared_frame_without_the_emotion_branch_and_the_combined_ablation():
         torch.testing.assert_close(fast.image, model(camera, cond, background).image, atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="combined-face-branch"):
         _model(Ablation.from_name("combined_face_branch")).prepare_frame(camera, cond, background)
+
+
+def test_an_anchored_emotion_branch_moves_nothing_at_the_origin():
+    """V/A relative to the resting face: at e = (0, 0) the anchored f_E adds exactly nothing to f_F's face, and
+    still follows e elsewhere; the plain Eq. 5 branch (the paper's absolute labels) does move the face at (0, 0)."""
+    camera, cond, background = _inputs()
+    plain = _model()
+    anchored = _model()
+    anchored.set_emotion_anchored(True)
+    assert anchored.config["emotion_anchored"] and not plain.config["emotion_anchored"]
+    with torch.no_grad():
+        without = anchored(camera, cond, background, emotion=False).image
+        at_origin = anchored(camera, cond, background).image
+        torch.testing.assert_close(at_origin, without, atol=0, rtol=0)
+        assert (plain(camera, cond, background).image - without).abs().max() > 1e-3
+        cond.va = torch.tensor([0.74, 0.31])
+        assert (anchored(camera, cond, background).image - without).abs().max() > 1e-3
+        prepared = anchored.prepare_frame(camera, cond, background)
+        torch.testing.assert_close(anchored.render_prepared(prepared, cond.va).image,
+                                   anchored(camera, cond, background).image, atol=1e-6, rtol=0)  # fmt: skip
+
+
+def test_a_checkpoint_keeps_the_anchor():
+    from etlib.config import get_preset
+    from etlib.train.trainer import build_model, model_state
+
+    model = _model()
+    model.set_emotion_anchored(True)
+    preset = get_preset("smoke").with_overrides(hash_grid=HashGridSettings(n_levels=4, log2_hashmap_size=10,
+                                                                           init_scale=0.5))  # fmt: skip
+    rebuilt = build_model(model_state(model), preset, backend="torch")
+    assert rebuilt.f_E.anchored and rebuilt.config["emotion_anchored"]
+    state = model_state(model)
+    state["config"] = {k: v for k, v in state["config"].items() if k != "emotion_anchored"}  # an older checkpoint
+    assert not build_model(state, preset, backend="torch").f_E.anchored
+
+
+def test_a_run_with_relative_labels_trains_an_anchored_branch(trained_smoke_run):
+    """The offline generator's targets make the run's V/A relative to the resting face (``va_origin``): its f_E is
+    anchored at (0, 0), and the checkpoint says so."""
+    import json
+
+    from etlib.train.trainer import load_model
+
+    state = json.loads((trained_smoke_run / "state.json").read_text())
+    assert state["va_origin"] is not None
+    model = load_model(trained_smoke_run, device="cpu")
+    assert model.f_E.anchored and model.config["emotion_anchored"]

@@ -165,6 +165,12 @@ class EmotionBranch(nn.Module):
             correction. 3 (``A_e ≈ 3``: two inputs beside ~24 hash features need the weight) rather than 1: in the quick
             preset's 250 emotion steps 1 gives a V/A response of ~0.9 grey levels, 3 gives ~2.2, bias-free 0.15.
             ``None`` is TalkingGaussian's bias-free map.
+        anchored: offsets measured from ``e = (0, 0)``: ``δ_e = f_E(H_E ⊕ A_e ⊙ e) - f_E(H_E ⊕ 0)``, so f_E moves
+            nothing at the origin. For valence/arousal read relative to the subject's resting face (the offline
+            generator's targets, ``state["va_origin"]``), where ``(0, 0)`` *is* the face f_F already renders: without
+            the anchor f_E also learns an emotion-independent correction of f_F on the training frames, which moved
+            the lips of unseen frames (sample subject, quick: LMD 0.52 px with f_E, 0.49 without). Eq. 5 as written
+            when False (the paper's absolute EmoNet labels, where (0, 0) is a neutral face, not the subject's rest).
     """
 
     def __init__(
@@ -176,8 +182,10 @@ class EmotionBranch(nn.Module):
         hash_grid: HashGridSettings | None = None,
         encoder: TriPlaneEncoder | None = None,
         backend: str = "auto",
+        anchored: bool = False,
     ) -> None:
         super().__init__()
+        self.anchored = bool(anchored)
         self.encoder = encoder or TriPlaneEncoder.from_settings(hash_grid, "face", backend)
         enc_dim = self.encoder.n_output_dims
         self.emotion_attention = RegionAttention(
@@ -201,5 +209,8 @@ class EmotionBranch(nn.Module):
         per frame and calls this alone (:meth:`~etlib.talking.model.EmoTalkingGaussian.prepare_frame`).
         """
         e_r, att_e = self.emotion_attention(feats, va)
-        d_xyz, d_scale, d_rot = _split_offsets(self.net(torch.cat([feats, e_r], dim=-1)))
+        h = self.net(torch.cat([feats, e_r], dim=-1))
+        if self.anchored:  # A_e ⊙ 0 = 0: the offsets at the origin, subtracted (see the class docstring)
+            h = h - self.net(torch.cat([feats, torch.zeros_like(e_r)], dim=-1))
+        d_xyz, d_scale, d_rot = _split_offsets(h)
         return Deformation(d_xyz, d_scale, d_rot, {"emotion": att_e})

@@ -141,6 +141,7 @@ class EmoTalkingGaussian(nn.Module):
         hash_grid: HashGridSettings | None = None,
         ablation: Ablation | None = None,
         backend: str = "auto",
+        emotion_anchored: bool = False,
     ) -> None:
         super().__init__()
         self.ablation = ablation or Ablation()
@@ -150,7 +151,7 @@ class EmoTalkingGaussian(nn.Module):
         self.f_M = MouthBranch(audio_in_dim, **kw)
         self.f_F = FaceBranch(audio_in_dim, au_dim, with_emotion=self.ablation.combined_face_branch, **kw)
         self.f_E = (
-            EmotionBranch(hash_grid=hash_grid, backend=backend)
+            EmotionBranch(hash_grid=hash_grid, backend=backend, anchored=emotion_anchored)
             if self.ablation.emotion_branch and not self.ablation.combined_face_branch
             else None
         )
@@ -160,7 +161,15 @@ class EmoTalkingGaussian(nn.Module):
             "audio_frames": audio_frames,
             "au_dim": au_dim,
             "ablation": self.ablation.to_dict(),
+            "emotion_anchored": bool(emotion_anchored),
         }
+
+    def set_emotion_anchored(self, anchored: bool) -> None:
+        """Measure f_E's offsets from ``e = (0, 0)`` or not (:class:`~etlib.talking.branches.EmotionBranch`'s
+        ``anchored``); recorded in ``config`` so a checkpoint rebuilds the same model."""
+        if self.f_E is not None:
+            self.f_E.anchored = bool(anchored)
+        self.config["emotion_anchored"] = bool(anchored)
 
     @property
     def device(self) -> torch.device:

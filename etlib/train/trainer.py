@@ -158,6 +158,7 @@ def build_model(
             hash_grid=preset.hash_grid,
             ablation=Ablation(**cfg["ablation"]),
             backend=backend,
+            emotion_anchored=cfg.get("emotion_anchored", False),
         )
         for name, sd in state["networks"].items():
             getattr(model, name).load_state_dict(sd)
@@ -246,6 +247,9 @@ class Trainer:
         self.state = self._load_or_create_state()
         self.data = SubjectFrames(self.subject, self.preset.audio_window, self.state.get("va_origin"), self.device)
         self.model = self._load_or_create_model()
+        if "emotion_network" not in self.state["completed"]:
+            # V/A relative to the resting face: (0, 0) is f_F's face, so f_E is anchored there (EmotionBranch).
+            self.model.set_emotion_anchored(self.state.get("va_origin") is not None)
         self._ran_rasterizer: set[str] = set()  # RenderOutput.meta["backend"] of this stage's steps
         self.use_sync_loss(sync_loss)
         self.history: list[dict[str, float]] = self._read_history()
