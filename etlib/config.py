@@ -301,11 +301,11 @@ PRESETS: dict[str, Preset] = {
         n_gaussians_mouth=1500,
         # Why these sizes depart from the paper's schedule, with what they measured: README, "Known limits".
         # face_network: the lips need several hundred steps to follow the audio; emotion_network: f_E starts from
-        # zero offsets and must learn a 2-D condition. 900: with the whole face's expression in the targets, a real
-        # clip's renders changed the face by 0.57x the targets' change after 600 steps, 0.63x after 900, 0.64x after
-        # 1200 (landmark-motion cosine 0.77 / 0.81 / 0.86); twice the learning rate (0.53x) or every step on a target
-        # (0.55x) did not help. A step costs ~0.2 s on one core, so the stage takes ~3 min.
-        iterations=StageIterations(300, 400, 300, 750, 900, 150),
+        # zero offsets and must learn a 2-D condition. On a real clip the renders changed the face by 0.57x what the
+        # targets did after 600 steps, 0.63x after 900, 0.64x after 1200 (landmark-motion cosine 0.77 / 0.81 / 0.86);
+        # twice the learning rate (0.53x) or every step on a target (0.55x) did not help. A step with L_sync costs
+        # ~0.42 s on one core (idle), so 900 took notebook 08 to 7.1 min; 550 keeps it under 5.
+        iterations=StageIterations(300, 400, 300, 750, 550, 150),
         batch_size=1,
         hash_grid=HashGridSettings(n_levels=8, log2_hashmap_size=14, init_scale=0.5),
         network_lr_scale=5.0,
