@@ -13,6 +13,27 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("ETLIB_TTS", "espeak")
 
 
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script("benchmarks/real_footage.py")``: a repository script (not a package module) imported as a module,
+    once per session."""
+    import importlib.util
+    import sys
+
+    from etlib.config import REPO_ROOT
+
+    def load(relative: str):
+        name = "script_" + relative.replace("/", "_").removesuffix(".py")
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(name, REPO_ROOT / relative)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # before exec: dataclasses look their module up
+            spec.loader.exec_module(module)
+        return sys.modules[name]
+
+    return load
+
+
 @pytest.fixture
 def weights_cache(tmp_path, monkeypatch) -> Path:
     """An empty, private weights cache."""

@@ -3,9 +3,6 @@ that L_sync trains with (Eq. 9), in text and in waveform; and the check that say
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -21,23 +18,12 @@ from etlib.audio.heldout import (
 )
 from etlib.audio.sentences import curated_texts
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
-def _sample_subject_script() -> list[str]:
-    """What the sample subject says in its two clips (data_scripts/make_sample_subject.py, independent of etlib)."""
-    spec = importlib.util.spec_from_file_location(
-        "make_sample_subject", ROOT / "data_scripts" / "make_sample_subject.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return [module.TALKING_TEXT, module.EMOTION_TEXT]
-
-
-def test_table2_sentences_and_voices_are_not_training_s():
+def test_table2_sentences_and_voices_are_not_training_s(load_script):
     texts = cross_domain_texts()
     assert len(texts) == len(set(texts)) == sum(len(s.sentences) for s in CROSS_DOMAIN_SETS) >= 10
-    heard = curated_texts() + _sample_subject_script()
+    sample = load_script("data_scripts/make_sample_subject.py")  # what the sample subject says (independent of etlib)
+    heard = curated_texts() + [sample.TALKING_TEXT, sample.EMOTION_TEXT]
     # no sentence, nor any four words in a row, of Table 2 was said in training (S5) or by the sample subject
     assert shared_word_runs(texts, heard) == []
     voices = [s.voice for s in CROSS_DOMAIN_SETS]

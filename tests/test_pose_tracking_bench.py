@@ -3,25 +3,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from etlib.config import REPO_ROOT
 from etlib.preprocess import pose, template
 
 
 @pytest.fixture(scope="module")
-def bench():
-    path = REPO_ROOT / "benchmarks" / "pose_tracking.py"
-    spec = importlib.util.spec_from_file_location("pose_tracking_bench", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script("benchmarks/pose_tracking.py")
 
 
 def _clip(euler_deg: np.ndarray, noise: float = 0.5, size: int = 128, focal: float = 300.0):

@@ -3,26 +3,18 @@ the contact sheet and the self-check table (etlib.viz.real_footage)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from etlib.config import REPO_ROOT
 from etlib.io import write_video, write_wav
 from etlib.viz.real_footage import contact_sheet, pick_evenly, self_check_rows
 
 
 @pytest.fixture(scope="module")
-def bench():
-    path = REPO_ROOT / "benchmarks" / "real_footage.py"
-    spec = importlib.util.spec_from_file_location("real_footage_bench", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script("benchmarks/real_footage.py")
 
 
 def test_media_are_told_apart_by_probing_not_by_name(tmp_path, bench):

@@ -9,29 +9,19 @@ path, not the renderer. ``benchmarks/eval_memory.py`` measures the whole process
 
 from __future__ import annotations
 
-import importlib.util
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
 SIZE = 96  # px: a float32 frame is 110 KB, a uint8 frame 28 KB
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("eval_memory", REPO / "benchmarks" / "eval_memory.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def long_subjects(smoke_subject, tmp_path_factory):
+def long_subjects(smoke_subject, tmp_path_factory, load_script):
     """The smoke subject looped to 132 and to 528 frames at 96 px (test splits of 12 and 48 frames)."""
-    make = _benchmark().make_long_subject
+    make = load_script("benchmarks/eval_memory.py").make_long_subject
     root = tmp_path_factory.mktemp("long_subjects")
     return {n: make(smoke_subject.root, root / f"s{n}", n, SIZE) for n in (132, 528)}
 
