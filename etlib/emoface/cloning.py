@@ -138,12 +138,11 @@ def face_region_mask(landmarks: np.ndarray, image_shape: tuple[int, ...], margin
     height, width = image_shape[:2]
     if height < 3 or width < 3:
         raise ValueError(f"image of {height}x{width} pixels is too small for region cloning")
-    right_eye, left_eye = pts[36:42].mean(axis=0), pts[42:48].mean(axis=0)
-    eye_axis = left_eye - right_eye
-    d = max(float(np.linalg.norm(eye_axis)), 1e-6)
-    up = np.array([eye_axis[1], -eye_axis[0]]) / d  # perpendicular to the eye line, towards the forehead
+    from etlib.emoface.offline import face_frame
+
+    _, down, d = face_frame(pts)
     brows = pts[17:27]
-    hull = cv2.convexHull(np.concatenate([pts[:17], brows, brows + FOREHEAD_REACH * d * up]).astype(np.float32))
+    hull = cv2.convexHull(np.concatenate([pts[:17], brows, brows - FOREHEAD_REACH * d * down]).astype(np.float32))
     mask = np.zeros((height, width), np.uint8)
     cv2.fillConvexPoly(mask, np.round(hull[:, 0]).astype(np.int32), 1)
     grow = int(round(margin * d))
