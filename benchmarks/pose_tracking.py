@@ -83,7 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", type=float, default=40.0, help="a fast frame turns faster than this (deg/s)")
     add_debug_flag(parser)
     args = parser.parse_args(argv)
+    if not Path(args.ground_truth).is_file():
+        parser.error(
+            f"no ground truth at {args.ground_truth}: make_sample_subject.py writes OUT/ground_truth/talking.npz"
+        )
     subject = SubjectDir(args.subject)
+    if not subject.landmarks.is_file():
+        parser.error(
+            f"{args.subject} is no preprocessed subject: run `python -m etlib.preprocess VIDEO {args.subject}`"
+        )
     gt = np.load(Path(args.ground_truth))
     landmarks = np.load(subject.landmarks)
     n = len(landmarks)
