@@ -36,9 +36,9 @@ def test_tracking_errors_tell_a_sway_from_a_shake(bench):
     t = np.arange(75) / 25.0
     sway = np.stack([8 * np.sin(0.5 * np.pi * t), 0 * t, 0 * t], 1)
     lm, K, w2c, euler = _clip(sway)
-    out = bench.tracking_errors(lm, K, 128, w2c, euler, stored_w2c=w2c, max_excess=(0.003,))
+    out = bench.tracking_errors(lm, K, 128, w2c, euler, stored_w2c=w2c, outlier_mads=(8,))
     rows = out["errors_deg"]
-    assert set(rows) == {"stored", "per_frame_pnp", "smoothed", "smoothed_max_excess_0.003"}
+    assert set(rows) == {"stored", "per_frame_pnp", "smoothed", "smoothed_outlier_mads_8", "smoothed_never_relaxed"}
     assert rows["stored"]["mean"] == 0 and out["fast_frames"] == 0 and rows["smoothed"]["fast_frames_mean"] is None
     assert rows["smoothed"]["mean"] < 0.7 * rows["per_frame_pnp"]["mean"]  # smoothing helps a slow head
     shake = np.stack([0 * t, 6 * np.sin(4 * np.pi * t), 0 * t], 1)  # +-6 degrees at 2 Hz: up to 75 deg/s

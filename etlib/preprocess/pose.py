@@ -120,6 +120,8 @@ def solve_head_pose(
     focal: float | None = None,
     smoothness: float = 3000.0,
     max_excess_iod: float = 0.01,
+    outlier_mads: float = 5.0,
+    min_excess_iod: float = 0.002,
 ) -> HeadPose:
     """Per-frame head pose from (T, 68, 2) landmarks.
 
@@ -128,9 +130,15 @@ def solve_head_pose(
         focal: focal length in pixels; searched when None.
         smoothness: weight of the rotation-acceleration penalty of :func:`smooth_poses`; 0 keeps the
             per-frame PnP solutions.
-        max_excess_iod: how much worse (in inter-ocular distances) than its own PnP solution a frame's rigid
-            landmarks may fit after smoothing; at frames beyond it (a quick real nod) the penalty is relaxed
-            and the clip refitted, so smoothing removes noise but not motion the landmarks show.
+        max_excess_iod, outlier_mads, min_excess_iod: where smoothing erased motion the landmarks show (a quick
+            real nod). A frame's *excess* is how much worse (in inter-ocular distances) its rigid landmarks fit
+            after smoothing than its own PnP solution. The penalty is relaxed and the clip refitted at frames whose
+            excess is above ``max_excess_iod``, or is an outlier of the clip (:func:`excess_outliers`, more than
+            ``outlier_mads`` robust standard deviations above the clip's median and above ``min_excess_iod``).
+            The second test finds quick turns in clean footage that the first missed: there translation absorbs
+            much of a turn the spline flattens, so the excess stays small while the rotation errs by degrees (a
+            fast synthetic shake: 1.37 deg mean error with the first test alone, 0.97 with both; real clips'
+            poses unchanged). ``max_excess_iod=outlier_mads=inf`` never relaxes (a plain smoothing spline).
     """
     if landmarks.ndim != 3 or landmarks.shape[1:] != (68, 2):
         raise ValueError(f"landmarks must be (T, 68, 2), got {landmarks.shape}")
@@ -152,7 +160,8 @@ def solve_head_pose(
         stiffness, smoothed = np.ones(len(landmarks)), w2c
         for _ in range(8):  # reweighting rounds: a clip without quick nods needs one
             smoothed = smooth_poses(landmarks, K, smoothed, smoothness, stiffness=stiffness)
-            excess = reprojection_iod(K, smoothed, landmarks, RIGID) - floor > max_excess_iod
+            excess = reprojection_iod(K, smoothed, landmarks, RIGID) - floor
+            excess = (excess > max_excess_iod) | excess_outliers(excess, outlier_mads, min_excess_iod)
             if not excess.any():
                 break
             # Let the pose bend at those frames and their neighbours.
@@ -164,6 +173,19 @@ def solve_head_pose(
     error = reprojection_iod(K, w2c, landmarks)
     iod = np.maximum(inter_ocular_distance(landmarks), 1e-6)
     return HeadPose(K, w2c, error * iod, error, per_frame_error)
+
+
+def excess_outliers(excess: np.ndarray, outlier_mads: float = 5.0, min_excess_iod: float = 0.002) -> np.ndarray:
+    """(T,) bool: the frames where smoothing fits the landmarks much worse than elsewhere in the clip.
+
+    ``excess`` (T,) is each frame's fit after smoothing less its PnP fit (IOD). Averaged over three frames (a real
+    nod spans several, a landmark glitch one), it is an outlier above ``median + outlier_mads * 1.4826 * MAD`` and
+    above ``min_excess_iod``: the clip's own noise sets the bar, so a noisy clip is not bent at its noise and a
+    clean one is bent at a quick turn."""
+    run = np.convolve(np.pad(excess, 1, mode="edge"), np.ones(3) / 3, mode="valid")
+    median = np.median(run)
+    spread = 1.4826 * np.median(np.abs(run - median))
+    return run > max(min_excess_iod, median + outlier_mads * spread)
 
 
 def reprojection_iod(K: np.ndarray, w2c: np.ndarray, landmarks: np.ndarray, points=slice(None)) -> np.ndarray:
