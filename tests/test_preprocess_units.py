@@ -173,6 +173,21 @@ def test_au_geometry_responds_to_blinks_smiles_and_jaw():
     assert (action_units.au_from_landmarks(jaw, neutral)[:, idx["AU26"]] > 1).all()
 
 
+def test_lid_tightener_is_read_from_the_lower_lid_only():
+    """FACS: AU7 raises the lower lid; a drooping upper lid (AU43) narrows the eye as much but is not AU7."""
+    lm, _ = _posed_landmarks(n=20)
+    neutral = action_units.neutral_reference(lm)
+    droop, tighten = lm.copy(), lm.copy()
+    for upper, lower in ((37, 41), (38, 40), (43, 47), (44, 46)):
+        gap = lm[:, lower] - lm[:, upper]
+        droop[:, upper] += 0.4 * gap  # the upper lid comes down 40 % of the opening
+        tighten[:, lower] -= 0.4 * gap  # the lower lid comes up as far
+    au = {n: k for k, n in enumerate(action_units.AU_NAMES)}["AU07"]
+    rest = action_units.au_from_landmarks(lm, neutral)[:, au]  # the head's turns alone move it a little
+    assert (action_units.au_from_landmarks(tighten, neutral)[:, au] > rest + 1.5).all()
+    assert np.abs(action_units.au_from_landmarks(droop, neutral)[:, au] - rest).max() < 1e-6
+
+
 def test_openface_csv_reader(tmp_path):
     path = tmp_path / "of.csv"
     path.write_text("frame, timestamp, AU01_r, AU45_r, AU45_c\n1, 0.0, 0.5, 2.0, 1\n2, 0.04, 1.5, 0.0, 0\n")

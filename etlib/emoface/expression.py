@@ -36,19 +36,22 @@ happy      6 + 12                           AU6 4, AU12 5
 surprise   1 + 2 + 5B + 26                  AU1 4, AU2 4, AU5 1 (B), AU26 3
 angry      4 + 5 + 7 + 23                   AU4 4, AU5 1, AU7 3, AU23 4
 fear       1 + 2 + 4 + 5 + 7 + 20 + 26      AU1 3, AU2 3, AU4 2, AU5 3, AU7 2, AU20 3, AU26 2
-disgust    9 + 15 + 16                      AU9 5, AU15 3, AU4 2 (AU16 not modelled)
+disgust    9 + 15 + 16                      AU9 4, AU15 3, AU4 2 (AU16 not modelled; AU9 D, see below)
 sad        1 + 4 + 15 (variants +11, +64)   AU1 5, AU4 2, AU15 5, AU43 1.5 (lowered lids, see below)
-contempt   R12A + R14A (unilateral)         AU12 2, AU6 1, AU43 1.5 (see below)
+contempt   R12A + R14A (unilateral)         AU12 3, AU6 1, AU43 1.5 (see below)
 =========  ==============================  =========================================
 
-Two additions, ours and not EMFACS': (i) the low-arousal half of the circle needs a visible arousal cue
-in the eyes, so "sad" and "contempt" droop the upper lids a little with AU43 (eyes closure) at low
-intensity, standing in for EMFACS sadness' "eyes down" (AU64) and for Russell's relaxed/sleepy
-quadrant (315 / 270 degrees); (ii) the positive-valence, low-arousal anchor ("contempt" in the paper's
-labels, where Russell places "relaxed/content") keeps a faint AU6 so its valence stays positive. The
-unilateral contempt smile (R12A + R14A) is a symmetric AU12 B here. The defining units of each prototype
-are at or near full intensity (E = 5), as a posed expression at the outer ring should be; the offline generator
-turns the lip units into lip-corner motion that keeps the mouth's opening (the lips belong to the audio).
+Two additions, ours and not EMFACS': (i) the low-arousal half of the circle needs a visible arousal cue in the eyes,
+so "sad" and "contempt" droop the upper lids a little with AU43 (eyes closure) at low intensity, standing in for
+EMFACS sadness' "eyes down" (AU64) and for Russell's relaxed/sleepy quadrant (315 / 270 degrees); (ii) the
+positive-valence, low-arousal anchor ("contempt" in the paper's labels, where Russell places "relaxed/content")
+keeps a faint AU6 so its valence stays positive. The unilateral contempt smile (R12A + R14A) is a symmetric AU12 C
+here: at B, the S6 point between contempt and sad (292.5 degrees, valence +0.31) blended a quarter of sadness' AU15
+E against three quarters of the smile and showed no smile at all (the FER + AU judge read it negative). Disgust's
+nose wrinkle is at D, not E: at E it took the face descriptor of one real clip's frame 0.46 from its source's (the
+issue's bound for "still the person" is 0.45); at D 0.42, still read as disgust. The defining units of each
+prototype are at or near full intensity (E = 5), as a posed expression at the outer ring should be; the offline
+generator turns the lip units into lip-corner motion that keeps the mouth's opening (the lips belong to the audio).
 """
 
 from __future__ import annotations
@@ -110,9 +113,9 @@ PROTOTYPES: tuple[Prototype, ...] = (
         "1+2+4+5+7+20+26",
     ),
     Prototype("angry", 112.5, {"AU04": 4, "AU05": 1, "AU07": 3, "AU23": 4}, "4+5+7+23"),
-    Prototype("disgust", 157.5, {"AU09": 5, "AU15": 3, "AU04": 2}, "9+15+16"),
+    Prototype("disgust", 157.5, {"AU09": 4, "AU15": 3, "AU04": 2}, "9+15+16"),
     Prototype("sad", 225.0, {"AU01": 5, "AU04": 2, "AU15": 5, "AU43": 1.5}, "1+4+15"),
-    Prototype("contempt", 315.0, {"AU06": 1, "AU12": 2, "AU43": 1.5}, "R12A+R14A"),
+    Prototype("contempt", 315.0, {"AU06": 1, "AU12": 3, "AU43": 1.5}, "R12A+R14A"),
 )
 
 

@@ -17,7 +17,8 @@ AU02 outer brow raiser        outer brows (17, 26) rise above the outer eye corn
 AU04 brow lowerer             brows drop towards the eyes and move together
 AU05 upper lid raiser         eyes open wider (eye aspect ratio up)
 AU06 cheek raiser             lower lids rise towards the eyes (lid-to-nose-wing gap shrinks)
-AU07 lid tightener            eyes narrow without closing
+AU07 lid tightener            lower lids rise towards the line of the eye corners (FACS: AU7 acts on the lower
+                              lid; a drooping upper lid is AU41-43's and a blink AU45's, not AU7's)
 AU09 nose wrinkler            nose wings (31, 35) rise towards the eyes
 AU12 lip corner puller        mouth corners rise relative to the lip centre, mouth widens
 AU15 lip corner depressor     mouth corners drop relative to the lip centre
@@ -101,6 +102,7 @@ def geometry_features(landmarks: np.ndarray) -> dict[str, np.ndarray]:
         "brow_gap": x[:, 22] - x[:, 21],
         "eye_open": _eye_aspect_ratio(a),
         "lid_to_nose": (y[:, 31] + y[:, 35]) / 2 - (y[:, 40] + y[:, 41] + y[:, 46] + y[:, 47]) / 4,
+        "lower_lid": (y[:, 40] + y[:, 41] + y[:, 46] + y[:, 47]) / 4 - (y[:, 36] + y[:, 39] + y[:, 42] + y[:, 45]) / 4,
         "nose_wing": (y[:, 31] + y[:, 35]) / 2 - (y[:, 39] + y[:, 42]) / 2,
         "mouth_width": np.linalg.norm(a[:, 54] - a[:, 48], axis=-1),
         "corner_lift": lip_centre - (y[:, 48] + y[:, 54]) / 2,
@@ -120,6 +122,7 @@ def au_from_landmarks(landmarks: np.ndarray, neutral: dict[str, float] | None = 
     n = neutral or {k: float(np.median(v)) for k, v in f.items()}
     d = {k: f[k] - n[k] for k in f}
     eye_rel = f["eye_open"] / max(n["eye_open"], 1e-6) - 1.0  # relative change of the eye opening
+    lower_lid_rel = f["lower_lid"] / max(n["lower_lid"], 1e-6) - 1.0  # the lower lid's depth below the corners
     corner = d["corner_lift"]
     widen = d["mouth_width"]
     columns = {
@@ -128,7 +131,9 @@ def au_from_landmarks(landmarks: np.ndarray, neutral: dict[str, float] | None = 
         "AU04": 40 * (-d["inner_brow"]) + 30 * (-d["brow_gap"]),
         "AU05": 12 * eye_rel,
         "AU06": 40 * (-d["lid_to_nose"]),
-        "AU07": 10 * np.clip(-eye_rel, 0, 0.5),  # narrowing, saturating before a full closure
+        # The lower lid only: measured on the whole eye opening, AU7 also read drooping lids (AU43) and blinks, and
+        # the judge took a relaxed smile's lowered lids for a tense, angry face.
+        "AU07": 5 * np.clip(-lower_lid_rel, 0, 1),
         "AU09": 40 * (-d["nose_wing"]),
         "AU12": 30 * corner + 15 * widen,
         "AU15": 30 * (-corner),
