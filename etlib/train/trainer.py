@@ -50,7 +50,7 @@ from etlib.train.checkpoints import (
     read_run_state,
     validate_state,
 )
-from etlib.train.data import Sample, SubjectFrames
+from etlib.train.data import Sample, SubjectFrames, emotion_track
 from etlib.train.stages import STAGE_NAMES, STAGES, Stage, get_stage
 
 CHECKPOINT_FORMAT = "etlib.EmoTalkingGaussian/1"
@@ -291,13 +291,14 @@ class Trainer:
     def _resting_va(self) -> list[float] | None:
         """The origin of the run's valence/arousal labels: None (the judge's readings as they are) unless the
         emotion targets add an expression to the frame they are given (the offline generator). Then the
-        subject's own frames must be labelled relative to its resting face, the median reading over the
-        training frames: a subject who rests with a smile (the sample subject reads as (0.7, 0.3)) would
-        otherwise teach f_E that "happy" means "no change" while the generator's happy images say otherwise."""
+        subject's own frames must be labelled relative to its resting face, the median of their emotion track
+        (:func:`~etlib.train.data.emotion_track`) over the training frames: a subject who rests with a smile (the
+        sample subject reads as (0.7, 0.3)) would otherwise teach f_E that "happy" means "no change" while the
+        generator's happy images say otherwise."""
         if not getattr(self.emotion_targets, "va_relative_to_source", False):
             return None
-        va = np.load(self.subject.va)[self.subject.read_split()["train"]]
-        return [round(float(x), 4) for x in np.median(va, axis=0)]
+        track = emotion_track(np.load(self.subject.va), float(self.subject.meta().get("fps", 25.0)))
+        return [round(float(x), 4) for x in np.median(track[self.subject.read_split()["train"]], axis=0)]
 
     def _save_state(self) -> None:
         validate_state(self.state, self.run_dir / "state.json")  # never write what could not be read back
