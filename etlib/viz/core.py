@@ -100,13 +100,16 @@ def show_subject_frames(subject, indices: Sequence[int] | None = None, axes=None
 
 
 def plot_subject_signals(subject, fps: float = 25.0):
-    """Head pose, mouth opening against loudness, blink (AU45) and valence/arousal over a subject's frames."""
+    """Head pose, mouth opening against loudness, blink (AU45) and valence/arousal over a subject's frames: the
+    judge's per-frame readings and the emotion track the frames are conditioned on
+    (:func:`etlib.train.data.emotion_track`)."""
     import matplotlib.pyplot as plt
     from scipy.spatial.transform import Rotation
 
     from etlib.io import read_audio
     from etlib.preprocess.report import loudness_envelope, mouth_opening
     from etlib.preprocess.subject import SubjectDir
+    from etlib.train.data import emotion_track
 
     s = subject if isinstance(subject, SubjectDir) else SubjectDir(subject)
     _, w2c = s.cameras()
@@ -129,8 +132,10 @@ def plot_subject_signals(subject, fps: float = 25.0):
     axes[2].plot(t, aus[:, names.index("AU26_r")], label="AU26 (jaw drop)", lw=0.9)
     axes[2].set_ylabel("AU (0-5)")
     axes[2].legend(fontsize=7)
-    axes[3].plot(t, va[:, 0], label="valence", lw=0.9)
-    axes[3].plot(t, va[:, 1], label="arousal", lw=0.9)
+    track = emotion_track(va, fps)  # what the frames are conditioned on
+    for k, (label, colour) in enumerate((("valence", "C0"), ("arousal", "C1"))):
+        axes[3].plot(t, va[:, k], color=colour, lw=0.6, alpha=0.45, label=f"{label}, judge per frame")
+        axes[3].plot(t, track[:, k], color=colour, lw=1.4, label=f"{label}, emotion track")
     axes[3].set_ylim(-1, 1)
     axes[3].legend(fontsize=7)
     axes[3].set_xlabel("seconds")
