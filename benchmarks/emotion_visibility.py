@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     t, r = report["targets"], report["renders"]
     print(f"targets: change {t['face_change_grey_levels']:.2f} grey levels")
     print(f"renders: change {r['face_change_grey_levels']:.2f} grey levels = {r['ratio_to_targets']:.2f} x the "
-          f"targets'; landmark motion cosine {r['landmark_motion_cosine']:.2f}")  # fmt: skip
+          f"targets'; landmark motion cosine {r['landmark_motion_cosine']:.2f} (against the generator's own "
+          f"landmarks of the targets: {r['landmark_motion_cosine_vs_generator_landmarks']:.2f})")  # fmt: skip
     for line in judge_lines(report):
         print(line)
     print("goals:", json.dumps(GOALS))

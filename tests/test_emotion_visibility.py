@@ -3,6 +3,8 @@ landmark motion points the same way."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -56,7 +58,8 @@ def test_targets_and_renders_measured_on_a_smoke_run(smoke_subject, tmp_path):
     data = trainer.data
     images = ev.make_targets(make_emotion_targets(), data, ev.held_out_frames(data.test_ids, 1))
     ev.add_renders(images, trainer.model, data, progress=False)
-    report = ev.measure(images, get_judge("fer"))
+    judge = get_judge("fer")
+    report = ev.measure(images, judge)
     assert report["targets"]["face_change_grey_levels"] > 1.0
     assert len(report["targets"]["face_change_per_point"]) == 12
     assert report["renders"]["face_change_grey_levels"] < 0.05  # f_E's output layer starts at zero (Sec. 3.2)
@@ -73,6 +76,11 @@ def test_targets_and_renders_measured_on_a_smoke_run(smoke_subject, tmp_path):
     assert np.abs(np.asarray(both["renders"]["judge"]["mean_va_per_point"])).max() < 0.25
     sheet = ev.contact_sheet(images)
     assert sheet.dtype == np.uint8 and sheet.shape[1] == 13 * 160 and sheet.shape[0] == 2 * (160 + 18)
+    # renders that were the targets themselves: the same change and, detected on the same images, the same motion
+    perfect = ev.measure(dataclasses.replace(images, renders=images.targets, neutral_renders=images.sources), judge)
+    assert perfect["renders"]["ratio_to_targets"] == pytest.approx(1.0, abs=1e-3)
+    assert perfect["renders"]["landmark_motion_cosine"] == pytest.approx(1.0, abs=1e-6)
+    assert -1 <= perfect["renders"]["landmark_motion_cosine_vs_generator_landmarks"] <= 1
 
 
 def test_face_descriptor_tells_people_apart_and_keeps_a_person(smoke_subject):

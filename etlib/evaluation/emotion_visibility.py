@@ -9,7 +9,9 @@ measures it on held-out frames of a subject, in four parts that each answer one 
 2. **Renders** (what f_E learnt): the model's render at each point against its render at ``e = (0, 0)`` of the
    same frame (same pose, speech and background), the same change measure, and its ratio to the targets'.
 3. **Direction**: the landmark motion of brows, lids and lip corners, detected (dlib) on the renders, against the
-   same motion detected on the targets; the cosine of the two stacked motion vectors per point.
+   same motion detected on the targets; the cosine of the two stacked motion vectors per point. Beside it the
+   same cosine against the generator's own landmarks of each target (the motion it made, exactly): where the two
+   differ, the detector misread the targets (dlib puts a lowered, furrowed brow under a fringe higher, not lower).
 4. **Judge**: the same judge on the renders, read absolutely and relative to the judge's reading of the frame at
    ``e = (0, 0)`` (the model's valence/arousal are relative to the subject's resting face when it was trained on
    the offline generator's targets, ``state["va_origin"]``).
@@ -297,6 +299,15 @@ def measure(
             for f in range(n_frames)
         ]
     )
+    generator_cosines = np.array(
+        [
+            [
+                motion_cosine(render_lm[f, p], neutral_lm[f], images.target_landmarks[f, p], images.source_landmarks[f])
+                for p in range(n_points)
+            ]
+            for f in range(n_frames)
+        ]
+    )
     neutral_crop_lm = _or(neutral_lm, images.source_landmarks)
     neutral_va = judge_va(fer_only, list(images.neutral_renders), list(neutral_crop_lm))
     judged_lm = _or(render_lm, images.target_landmarks)
@@ -310,6 +321,9 @@ def measure(
             _nan_round(np.nanmean(c) if np.isfinite(c).any() else np.nan) for c in cosines.T
         ],
         "landmark_motion_measured": int(np.isfinite(cosines).sum()),
+        "landmark_motion_cosine_vs_generator_landmarks": _nan_round(
+            np.nanmean(generator_cosines) if np.isfinite(generator_cosines).any() else np.nan
+        ),
         "judge": block,
     }
     if relative:
