@@ -293,21 +293,18 @@ def measure(
     flat = list(images.renders.reshape(-1, *images.renders.shape[2:]) / 255.0)
     render_lm = detect_landmarks(flat, detector).reshape(n_frames, n_points, 68, 2)
     neutral_lm = detect_landmarks(list(images.neutral_renders / 255.0), detector)
-    cosines = np.array(
-        [
-            [motion_cosine(render_lm[f, p], neutral_lm[f], target_lm[f, p], source_lm[f]) for p in range(n_points)]
-            for f in range(n_frames)
-        ]
-    )
-    generator_cosines = np.array(
-        [
+
+    def cosines_against(moved: np.ndarray, rest: np.ndarray) -> np.ndarray:
+        """[F, P] cosines of the renders' motion against ``moved [F, P, 68, 2]`` - ``rest [F, 68, 2]``."""
+        return np.array(
             [
-                motion_cosine(render_lm[f, p], neutral_lm[f], images.target_landmarks[f, p], images.source_landmarks[f])
-                for p in range(n_points)
+                [motion_cosine(render_lm[f, p], neutral_lm[f], moved[f, p], rest[f]) for p in range(n_points)]
+                for f in range(n_frames)
             ]
-            for f in range(n_frames)
-        ]
-    )
+        )
+
+    cosines = cosines_against(target_lm, source_lm)
+    generator_cosines = cosines_against(images.target_landmarks, images.source_landmarks)
     neutral_crop_lm = _or(neutral_lm, images.source_landmarks)
     neutral_va = judge_va(fer_only, list(images.neutral_renders), list(neutral_crop_lm))
     judged_lm = _or(render_lm, images.target_landmarks)
